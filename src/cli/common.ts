@@ -1,0 +1,105 @@
+import { tmpdir } from 'node:os';
+import { Command, InvalidArgumentError, Option } from 'commander';
+import { UsageError } from '../errors.js';
+import { unsafeNameReason, type LayoutOptions } from '../layout/layout.js';
+import { createLogger, type Logger } from '../log/log.js';
+import { readPlatesCsv, type PlateRow } from '../plates/plates-csv.js';
+import { createS3Client, DEFAULT_MAX_ATTEMPTS } from '../s3/client.js';
+import { S3Store } from '../s3/store.js';
+
+export interface CommonFlags {
+  plates: string;
+  projectName: string;
+  batchId: string;
+  bucket: string;
+  coldBucket: string;
+  endpointUrl?: string;
+  region?: string;
+  profile?: string;
+  maxProcs: number;
+  maxAttempts: number;
+  logDir?: string;
+  json?: boolean;
+  verbose?: boolean;
+  quiet?: boolean;
+}
+
+/** What every command needs, built once from its flags. */
+export interface Context {
+  plates: PlateRow[];
+  layout: LayoutOptions;
+  store: S3Store;
+  log: Logger;
+  flags: CommonFlags;
+  signal: AbortSignal;
+}
+
+export function positiveInt(name: string) {
+  return (v: string): number => {
+    const n = Number(v);
+    if (!Number.isInteger(n) || n < 1)
+      throw new InvalidArgumentError(`${name} takes a whole number >= 1`);
+    return n;
+  };
+}
+
+/** The options shared by every plate command, in the words aws CLI and GNU parallel users know. */
+export function addCommonOptions(cmd: Command): Command {
+  return cmd
+    .requiredOption('--plates <csv>', 'plates CSV with header plate_id,plate_id_full')
+    .requiredOption('--project-name <name>', 'project, e.g. 2013_Gustafsdottir_PLOSONE')
+    .requiredOption('--batch-id <id>', 'batch, e.g. BBBC022')
+    .option('--bucket <name>', 'live bucket holding the plates', 'imaging-platform')
+    .option('--cold-bucket <name>', 'bucket receiving the tarballs', 'imaging-platform-cold')
+    .addOption(
+      new Option('--endpoint-url <url>', 'S3-compatible endpoint (path-style)').env(
+        'AWS_ENDPOINT_URL',
+      ),
+    )
+    .option('--region <region>', 'AWS region (default: AWS_REGION or the profile)')
+    .option('--profile <name>', 'AWS profile from ~/.aws/config')
+    .option('--max-procs <n>', 'plates processed at once', positiveInt('--max-procs'), 2)
+    .option(
+      '--max-attempts <n>',
+      'attempts per S3 request',
+      positiveInt('--max-attempts'),
+      DEFAULT_MAX_ATTEMPTS,
+    )
+    .option('--log-dir <dir>', 'keep a job log and one log file per plate here')
+    .option('--json', 'print one JSON object per plate and a summary on stdout')
+    .option('--verbose', 'debug logs and stack traces on stderr')
+    .option('--quiet', 'print only the summary (and errors)');
+}
+
+export async function buildContext(flags: CommonFlags, signal: AbortSignal): Promise<Context> {
+  for (const [flag, value] of [
+    ['--project-name', flags.projectName],
+    ['--batch-id', flags.batchId],
+  ] as const) {
+    const why = unsafeNameReason(value);
+    if (why) throw new UsageError(`${flag} ${JSON.stringify(value)} ${why}`);
+  }
+  const plates = await readPlatesCsv(flags.plates);
+  const log = createLogger({ verbose: flags.verbose === true });
+  const client = createS3Client({
+    ...(flags.endpointUrl ? { endpointUrl: flags.endpointUrl } : {}),
+    ...(flags.region ? { region: flags.region } : {}),
+    ...(flags.profile ? { profile: flags.profile } : {}),
+    maxAttempts: flags.maxAttempts,
+  });
+  return {
+    plates,
+    layout: {
+      projectName: flags.projectName,
+      batchId: flags.batchId,
+      bucket: flags.bucket,
+      coldBucket: flags.coldBucket,
+    },
+    store: new S3Store(client, signal),
+    log,
+    flags,
+    signal,
+  };
+}
+
+export const defaultTmpdir = () => tmpdir();

@@ -1,0 +1,28 @@
+import { CommanderError } from 'commander';
+import { ConfigError, UsageError } from '../errors.js';
+import type { PlateResult } from '../core/pool.js';
+
+/** Documented in README ("Exit codes"); the only place they are decided. */
+export const EXIT = {
+  ok: 0,
+  platesFailed: 1,
+  usage: 2,
+  mismatch: 3,
+  sigint: 130,
+  sigterm: 143,
+} as const;
+
+export function exitCodeForResults(results: PlateResult[], interruptedBy?: NodeJS.Signals): number {
+  if (interruptedBy) return interruptedBy === 'SIGTERM' ? EXIT.sigterm : EXIT.sigint;
+  if (results.some((r) => r.status === 'failed' || r.status === 'interrupted'))
+    return EXIT.platesFailed;
+  if (results.some((r) => r.status === 'mismatch')) return EXIT.mismatch;
+  return EXIT.ok;
+}
+
+export function exitCodeForError(err: unknown, interruptedBy?: NodeJS.Signals): number {
+  if (interruptedBy) return interruptedBy === 'SIGTERM' ? EXIT.sigterm : EXIT.sigint;
+  if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
+  if (err instanceof UsageError || err instanceof ConfigError) return EXIT.usage;
+  return EXIT.platesFailed;
+}

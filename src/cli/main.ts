@@ -1,0 +1,84 @@
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError } from 'commander';
+import { archiveCommand } from '../commands/archive.js';
+import { collectDeletesCommand } from '../commands/collect-deletes.js';
+import { deleteCommand } from '../commands/delete.js';
+import { verifyCommand } from '../commands/verify.js';
+import { describeS3Failure } from '../core/preflight.js';
+import { errorMessage } from '../errors.js';
+import type { CommandSpec } from './command-spec.js';
+import { exitCodeForError, exitCodeForResults } from './exit-codes.js';
+import { summaryJson, summaryTable } from './render.js';
+import { createReporter } from './reporter.js';
+
+const COMMANDS: CommandSpec[] = [
+  archiveCommand,
+  verifyCommand,
+  collectDeletesCommand,
+  deleteCommand,
+];
+
+export function version(): string {
+  const pkg = JSON.parse(
+    readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'),
+  ) as { version: string };
+  return pkg.version;
+}
+
+/** Runs the CLI and returns the exit code; never calls process.exit itself. */
+export async function main(argv: string[]): Promise<number> {
+  const ctl = new AbortController();
+  let interruptedBy: NodeJS.Signals | undefined;
+  const onSignal = (sig: NodeJS.Signals) => {
+    if (interruptedBy) {
+      process.stderr.write(`imgbackup: ${sig} again, exiting now\n`);
+      process.exit(sig === 'SIGTERM' ? 143 : 130);
+    }
+    interruptedBy = sig;
+    process.stderr.write(
+      `imgbackup: ${sig}: no new plates; aborting work in flight and cleaning up\n`,
+    );
+    ctl.abort(new Error(`interrupted by ${sig}`));
+  };
+  process.on('SIGINT', onSignal);
+  process.on('SIGTERM', onSignal);
+
+  let verbose = argv.includes('--verbose');
+  let outcome: { code: number } = { code: 0 };
+  const program = new Command('imgbackup')
+    .description(
+      'Archive microscopy plates from S3 into verified tar.gz tarballs in a cold bucket,\n' +
+        'prove the archive complete, then delete exactly what was archived.',
+    )
+    .version(version())
+    .exitOverride()
+    .showHelpAfterError('(run with --help for usage)');
+  for (const spec of COMMANDS) {
+    spec
+      .define(program)
+      .exitOverride()
+      .action(async (flags: Record<string, unknown>) => {
+        verbose = flags.verbose === true;
+        const reporter = createReporter({ json: flags.json === true, quiet: flags.quiet === true });
+        const results = await spec.run(flags, ctl.signal, reporter, version());
+        reporter.close();
+        const code = exitCodeForResults(results, interruptedBy);
+        if (flags.json) process.stdout.write(`${summaryJson(spec.name, results, code)}\n`);
+        else process.stdout.write(summaryTable(results));
+        outcome = { code };
+      });
+  }
+  try {
+    await program.parseAsync(argv);
+    return outcome.code;
+  } catch (err) {
+    if (err instanceof CommanderError) return exitCodeForError(err);
+    const line = describeS3Failure(err, 'S3') ?? errorMessage(err);
+    process.stderr.write(`imgbackup: ${line}\n`);
+    if (verbose && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
+    return exitCodeForError(err, interruptedBy);
+  } finally {
+    process.off('SIGINT', onSignal);
+    process.off('SIGTERM', onSignal);
+  }
+}

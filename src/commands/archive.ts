@@ -1,0 +1,66 @@
+import { InvalidArgumentError } from 'commander';
+import { archive, DEFAULT_READ_AHEAD } from '../core/archive.js';
+import type { PlateResult } from '../core/pool.js';
+import { addCommonOptions, buildContext, defaultTmpdir, type CommonFlags } from '../cli/common.js';
+import type { CommandSpec } from '../cli/command-spec.js';
+
+interface ArchiveFlags extends CommonFlags {
+  tmpdir: string;
+  compressionLevel: number;
+}
+
+/** gzip level 1: on image-like data ~3 % larger than level 6 and ~4× faster (see README). */
+export const DEFAULT_COMPRESSION_LEVEL = 1;
+
+function level(v: string): number {
+  const n = Number(v);
+  if (!Number.isInteger(n) || n < 1 || n > 9) {
+    throw new InvalidArgumentError('--compression-level takes a gzip level from 1 to 9');
+  }
+  return n;
+}
+
+export const archiveCommand: CommandSpec = {
+  name: 'archive',
+  define: (program) =>
+    addCommonOptions(
+      program
+        .command('archive')
+        .summary('stream plates from S3 into tar.gz tarballs in the cold bucket')
+        .description(
+          'For each plate of the CSV: list its four source folders, stream every object into two\n' +
+            'tarballs (images+illum+analysis, backend) in --tmpdir, upload them to the cold bucket,\n' +
+            'check their ETags, and write the .md5/.etag files, the listings and the delete script.\n' +
+            'Plates already archived are skipped; nothing is ever overwritten or deleted.',
+        ),
+    )
+      .option('--tmpdir <dir>', 'local directory for tarballs in progress', defaultTmpdir())
+      .option('--compression-level <n>', 'gzip level 1-9', level, DEFAULT_COMPRESSION_LEVEL)
+      .addHelpText(
+        'after',
+        `
+Examples:
+  $ imgbackup archive --plates plates.csv --project-name 2013_Gustafsdottir_PLOSONE \\
+      --batch-id BBBC022 --tmpdir ~/ebs_tmp --max-procs 10 --log-dir log/BBBC022
+  $ imgbackup archive --plates plates.csv --project-name P --batch-id B \\
+      --endpoint-url http://127.0.0.1:9000 --bucket live --cold-bucket cold`,
+      ),
+  run: async (flags, signal, reporter): Promise<PlateResult[]> => {
+    const f = flags as unknown as ArchiveFlags;
+    const ctx = await buildContext(f, signal);
+    return archive(ctx.store, {
+      layout: ctx.layout,
+      plates: ctx.plates,
+      tmpdir: f.tmpdir,
+      level: f.compressionLevel,
+      readAhead: DEFAULT_READ_AHEAD,
+      log: ctx.log,
+      maxProcs: f.maxProcs,
+      signal,
+      ...(f.logDir ? { logDir: f.logDir } : {}),
+      onStart: reporter.onStart,
+      onDone: reporter.onDone,
+      progress: reporter.progress,
+    });
+  },
+};

@@ -1,0 +1,363 @@
+import { rm } from 'node:fs/promises';
+import pLimit from 'p-limit';
+import { join } from 'node:path';
+import { PlateError } from '../errors.js';
+import { TarballWriter, tarballSizeBound } from '../archive/tarball.js';
+import { partSizeFor, type EtagResult } from '../integrity/etag.js';
+import {
+  deleteScript,
+  etagFile,
+  etagListing,
+  md5File,
+  normalizedListing,
+  rawListingLine,
+} from '../integrity/listings.js';
+import {
+  listingPath,
+  outputKeys,
+  plateLayout,
+  tarPath,
+  type LayoutOptions,
+  type PlateLayout,
+  type TarballLayout,
+} from '../layout/layout.js';
+import { plateLogger, type Logger } from '../log/log.js';
+import type { PlateRow } from '../plates/plates-csv.js';
+import { ArchivedObjectError, objectChunks, readObject } from '../s3/read-object.js';
+import type { ObjectInfo, S3Store } from '../s3/store.js';
+import { uploadFile } from '../s3/upload.js';
+import { readAhead, type ReadAheadOptions } from './read-ahead.js';
+import {
+  isFolderMarker,
+  listSources,
+  nameSome,
+  sourceFiles,
+  type ListedSource,
+} from './sources.js';
+import { runPlates, type PlateResult } from './pool.js';
+import { checkBuckets, checkTmpdir } from './preflight.js';
+
+export interface ArchiveOptions {
+  layout: LayoutOptions;
+  tmpdir: string;
+  /** gzip level, 1 (fastest) to 9. */
+  level: number;
+  readAhead: ReadAheadOptions;
+  log: Logger;
+  /** Called with each chunk of source bytes written into a tarball. */
+  progress?: (plateId: string, bytes: number) => void;
+}
+
+/** Per plate: 16 GETs ahead, up to 64 MiB buffered, objects over 16 MiB streamed. */
+export const DEFAULT_READ_AHEAD: ReadAheadOptions = {
+  maxCount: 16,
+  maxBytes: 64 * 1024 * 1024,
+  bufferLimit: 16 * 1024 * 1024,
+};
+
+/** HEADs in flight when looking for objects that need a restore. */
+const HEAD_CONCURRENCY = 32;
+
+type Entry =
+  | { kind: 'dir'; name: string; mtime: Date }
+  | { kind: 'file'; name: string; obj: ObjectInfo; size: number };
+
+/**
+ * The tar entries of one tarball: every file, plus a directory entry for each source folder and
+ * every folder below it (as `tar -c` of the downloaded tree would write), sorted by byte order.
+ */
+export function tarEntries(tag: string, listed: ListedSource[]): Entry[] {
+  const dirs = new Map<string, Date>();
+  const files: Entry[] = [];
+  for (const { source, objects } of listed) {
+    for (const o of objects) {
+      // Each folder from the source root down to the object's parent (or the marker itself).
+      const rel = o.key.slice(source.prefix.length);
+      const parts = rel.split('/');
+      parts.pop();
+      let dir = source.prefix;
+      const chain = [dir, ...parts.map((p) => (dir = `${dir}${p}/`))];
+      for (const d of chain) {
+        const name = tarPath(tag, d);
+        const seen = dirs.get(name);
+        if (!seen || seen < o.lastModified) dirs.set(name, o.lastModified);
+      }
+      if (!isFolderMarker(o))
+        files.push({ kind: 'file', name: tarPath(tag, o.key), obj: o, size: o.size });
+    }
+  }
+  const entries: Entry[] = [
+    ...[...dirs].map(([name, mtime]) => ({ kind: 'dir' as const, name, mtime })),
+    ...files,
+  ];
+  return entries.sort((a, b) => Buffer.compare(Buffer.from(a.name), Buffer.from(b.name)));
+}
+
+interface BuiltTarball {
+  layout: TarballLayout;
+  path: string;
+  hash: EtagResult;
+  partSize: number;
+  tarListing: string;
+}
+
+export async function archivePlate(
+  store: S3Store,
+  opts: ArchiveOptions,
+  plate: PlateRow,
+  log: Logger,
+): Promise<Omit<PlateResult, 'seconds'>> {
+  const L = plateLayout(opts.layout, plate);
+  const base = { plateId: plate.plateId, tag: L.tag };
+
+  const outputs = outputKeys(L);
+  // The ETag listing is ours alone (old archives lack it): it never decides "complete", but a
+  // stray one does make an archive partial.
+  const probed = [...outputs, { bucket: L.bucket, key: L.etagListingKey }];
+  const present = await Promise.all(
+    probed.map(async (o) => (await store.head(o.bucket, o.key)) !== undefined),
+  );
+  if (present.slice(0, outputs.length).every(Boolean)) {
+    return {
+      ...base,
+      status: 'skipped',
+      message: 'already archived; nothing changed',
+      files: 0,
+      bytesIn: 0,
+      bytesOut: 0,
+    };
+  }
+  if (present.some(Boolean)) {
+    const have = probed.filter((_, i) => present[i]).map((o) => `s3://${o.bucket}/${o.key}`);
+    throw new PlateError(
+      `an earlier run left a partial archive (${nameSome(have)}); not touching it: check it, remove those keys, then re-run`,
+    );
+  }
+
+  const listed = await listSources(store, L);
+  const files = sourceFiles(listed);
+  if (files.length === 0) {
+    throw new PlateError(
+      `no objects under its four sources (${L.sources.map((s) => `s3://${L.bucket}/${s.prefix}`).join(', ')}); check the plate ids and --project-name/--batch-id`,
+    );
+  }
+  const bytesIn = files.reduce((n, o) => n + o.size, 0);
+  log.info({ files: files.length, bytes: bytesIn }, 'listed sources');
+
+  const built: BuiltTarball[] = [];
+  const uploads: Promise<void>[] = [];
+  try {
+    for (const t of L.tarballs) {
+      const tListed = listed.filter((l) => t.sources.includes(l.source));
+      const tb = await buildTarball(store, opts, L, t, tListed, plate.plateId, log);
+      built.push(tb);
+      // Upload while the next tarball is being written.
+      const up = uploadAndCheck(store, L, tb, log);
+      up.catch(() => {});
+      uploads.push(up);
+    }
+    await Promise.all(uploads);
+  } catch (err) {
+    if (err instanceof ArchivedObjectError)
+      throw await archivedError(store, L.bucket, files, log, err);
+    throw err;
+  } finally {
+    await Promise.allSettled(uploads);
+    await Promise.all(L.tarballs.map((t) => rm(join(opts.tmpdir, t.fileName), { force: true })));
+  }
+
+  const s3Listing = normalizedListing(
+    files.map((o) => ({ path: listingPath(o.key), size: o.size })),
+  );
+  const tarListing = built.map((b) => b.tarListing).join('');
+  const sortedTar = normalizedListing(
+    tarListing
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => {
+        const tab = line.lastIndexOf('\t');
+        return { path: line.slice(0, tab), size: Number(line.slice(tab + 1)) };
+      }),
+  );
+  if (sortedTar !== s3Listing) {
+    throw new PlateError('the tarballs do not hold exactly the listed files (internal check)');
+  }
+  const raw = listed.flatMap((l) => l.objects.map(rawListingLine)).join('');
+  const put = (bucket: string, key: string, text: string) =>
+    store.put(bucket, key, text, { ifNoneMatch: true, contentType: 'text/plain; charset=utf-8' });
+  await put(L.coldBucket, L.untrimmedListingKey, raw);
+  await put(L.bucket, L.s3ListingKey, s3Listing);
+  await put(L.bucket, L.tarListingKey, sortedTar);
+  await put(
+    L.bucket,
+    L.etagListingKey,
+    etagListing(files.map((o) => ({ path: listingPath(o.key), size: o.size, etag: o.etag }))),
+  );
+  // Last: its presence marks the plate's archive complete.
+  await put(
+    L.bucket,
+    L.deleteScriptKey,
+    deleteScript(
+      L.bucket,
+      L.sources.map((s) => s.prefix),
+    ),
+  );
+
+  return {
+    ...base,
+    status: 'archived',
+    files: files.length,
+    bytesIn,
+    bytesOut: built.reduce((n, b) => n + b.hash.size, 0),
+    details: Object.fromEntries(
+      built.map((b) => [
+        b.layout.name,
+        { key: b.layout.key, etag: b.hash.etag, md5: b.hash.md5, bytes: b.hash.size },
+      ]),
+    ),
+  };
+}
+
+async function buildTarball(
+  store: S3Store,
+  opts: ArchiveOptions,
+  L: PlateLayout,
+  t: TarballLayout,
+  listed: ListedSource[],
+  plateId: string,
+  log: Logger,
+): Promise<BuiltTarball> {
+  const entries = tarEntries(L.tag, listed);
+  const fileEntries = entries.filter(
+    (e): e is Extract<Entry, { kind: 'file' }> => e.kind === 'file',
+  );
+  const partSize = partSizeFor(
+    tarballSizeBound(entries.map((e) => ({ size: e.kind === 'file' ? e.obj.size : 0 }))),
+  );
+  const path = join(opts.tmpdir, t.fileName);
+  const writer = new TarballWriter({ path, partSize, level: opts.level, signal: store.signal });
+  try {
+    const bodies = readAhead(
+      fileEntries,
+      (e) => readObject(store, L.bucket, e.obj),
+      (e) => objectChunks(store, L.bucket, e.obj),
+      { ...opts.readAhead },
+    );
+    const it = bodies[Symbol.asyncIterator]();
+    let nextBody = await it.next();
+    for (const e of entries) {
+      if (e.kind === 'dir') {
+        await writer.addDirectory(e.name, e.mtime);
+        continue;
+      }
+      if (nextBody.done || nextBody.value.item !== e) throw new Error('read-ahead out of order');
+      const body = nextBody.value.body;
+      const counted = Buffer.isBuffer(body)
+        ? body
+        : countBytes(body, (n) => opts.progress?.(plateId, n));
+      await writer.addFile(e.name, e.obj.size, e.obj.lastModified, counted);
+      if (Buffer.isBuffer(body)) opts.progress?.(plateId, body.length);
+      nextBody = await it.next();
+    }
+    const hash = await writer.finish();
+    log.info({ tarball: t.fileName, bytes: hash.size, etag: hash.etag }, 'tarball written');
+    const tarListing = writer.entries
+      .filter((w) => w.type === 'file')
+      .map((w) => `${w.name.slice(L.tag.length + 1)}\t${w.size}\n`)
+      .join('');
+    return { layout: t, path, hash, partSize, tarListing };
+  } catch (err) {
+    await writer.discard();
+    throw err;
+  }
+}
+
+async function* countBytes(body: AsyncIterable<Buffer>, add: (n: number) => void) {
+  for await (const c of body) {
+    add(c.length);
+    yield c;
+  }
+}
+
+async function uploadAndCheck(store: S3Store, L: PlateLayout, tb: BuiltTarball, log: Logger) {
+  const { key } = tb.layout;
+  await uploadFile(store, {
+    bucket: L.coldBucket,
+    key,
+    path: tb.path,
+    size: tb.hash.size,
+    partSize: tb.partSize,
+    partMd5s: tb.hash.partMd5s,
+  });
+  await rm(tb.path, { force: true });
+  const head = await store.head(L.coldBucket, key);
+  if (!head) throw new PlateError(`s3://${L.coldBucket}/${key} is missing right after its upload`);
+  // S3 answers md5-of-part-md5s-N; some S3-compatible stores answer the whole object's md5.
+  if (head.etag !== tb.hash.etag && head.etag !== tb.hash.md5) {
+    throw new PlateError(
+      `s3://${L.coldBucket}/${key}: ETag ${head.etag} after upload, expected ${tb.hash.etag} (md5 ${tb.hash.md5})`,
+    );
+  }
+  if (head.size !== tb.hash.size) {
+    throw new PlateError(
+      `s3://${L.coldBucket}/${key}: ${head.size} bytes after upload, wrote ${tb.hash.size}`,
+    );
+  }
+  log.info({ key, etag: head.etag }, 'tarball uploaded');
+  await store.put(L.coldBucket, tb.layout.md5Key, md5File(tb.hash.md5, tb.layout.fileName), {
+    ifNoneMatch: true,
+  });
+  await store.put(L.coldBucket, tb.layout.etagKey, etagFile(head.etag), { ifNoneMatch: true });
+}
+
+/** Names every object of the plate that needs a restore, not just the first one a GET hit. */
+async function archivedError(
+  store: S3Store,
+  bucket: string,
+  files: ObjectInfo[],
+  log: Logger,
+  first: ArchivedObjectError,
+): Promise<PlateError> {
+  const candidates = files.filter((o) => o.storageClass && o.storageClass !== 'STANDARD');
+  const limit = pLimit(HEAD_CONCURRENCY);
+  const needs = await Promise.all(
+    candidates.map((o) => limit(() => store.needsRestore(bucket, o.key).catch(() => false))),
+  );
+  const archived = candidates.filter((_, i) => needs[i]).map((o) => o.key);
+  if (archived.length === 0) archived.push(first.key);
+  log.error({ keys: archived }, 'objects that need a restore');
+  return new PlateError(
+    `${archived.length} source object(s) are in an archive tier and need a restore first: ${nameSome(archived)}`,
+  );
+}
+
+export interface ArchiveRunOptions extends ArchiveOptions {
+  plates: PlateRow[];
+  maxProcs: number;
+  signal: AbortSignal;
+  logDir?: string;
+  onStart?: (plate: PlateRow) => void;
+  onDone?: (result: PlateResult) => void;
+}
+
+/** The archive command: every plate of the CSV, maxProcs at a time. */
+export async function archive(store: S3Store, opts: ArchiveRunOptions): Promise<PlateResult[]> {
+  await checkTmpdir(opts.tmpdir);
+  await checkBuckets(store, [opts.layout.bucket, opts.layout.coldBucket]);
+  return runPlates(
+    opts.plates,
+    (p) => plateLayout(opts.layout, p).tag,
+    (plate, signal) => {
+      const log = plateLogger(opts.log, plate.plateId, opts.logDir);
+      return archivePlate(store.withSignal(signal), opts, plate, log);
+    },
+    {
+      maxProcs: opts.maxProcs,
+      signal: opts.signal,
+      log: opts.log,
+      ...(opts.logDir ? { jobLog: join(opts.logDir, 'archive.joblog') } : {}),
+      ...(opts.onStart ? { onStart: opts.onStart } : {}),
+      ...(opts.onDone ? { onDone: opts.onDone } : {}),
+    },
+  );
+}

@@ -1,0 +1,108 @@
+import { hostname } from 'node:os';
+import { appendFileSync, mkdirSync, writeFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
+import pLimit from 'p-limit';
+import { errorMessage, PlateError } from '../errors.js';
+import type { PlateRow } from '../plates/plates-csv.js';
+import type { Logger } from '../log/log.js';
+
+export type PlateStatus =
+  | 'archived'
+  | 'verified'
+  | 'collected'
+  | 'deleted'
+  | 'planned'
+  | 'skipped'
+  | 'failed'
+  | 'mismatch'
+  | 'interrupted';
+
+export interface PlateResult {
+  plateId: string;
+  tag: string;
+  status: PlateStatus;
+  message?: string;
+  files: number;
+  bytesIn: number;
+  bytesOut: number;
+  seconds: number;
+  /** Command-specific facts, rendered by --json. */
+  details?: Record<string, unknown>;
+}
+
+export interface PoolOptions {
+  maxProcs: number;
+  signal: AbortSignal;
+  log: Logger;
+  /** GNU parallel style job log: one row per plate. */
+  jobLog?: string;
+  onStart?: (plate: PlateRow) => void;
+  onDone?: (result: PlateResult) => void;
+}
+
+/**
+ * Runs every plate, at most maxProcs at a time. A plate's failure is its own result; the batch
+ * goes on. After an interrupt no new plate starts; plates in flight see their signal abort.
+ */
+export async function runPlates(
+  plates: readonly PlateRow[],
+  tagOf: (plate: PlateRow) => string,
+  work: (plate: PlateRow, signal: AbortSignal) => Promise<Omit<PlateResult, 'seconds'>>,
+  opts: PoolOptions,
+): Promise<PlateResult[]> {
+  const limit = pLimit(Math.max(1, opts.maxProcs));
+  if (opts.jobLog) {
+    mkdirSync(join(opts.jobLog, '..'), { recursive: true });
+    if (!existsSync(opts.jobLog)) {
+      writeFileSync(
+        opts.jobLog,
+        'Seq\tHost\tStarttime\tJobRuntime\tSend\tReceive\tExitval\tSignal\tCommand\n',
+      );
+    }
+  }
+  let seq = 0;
+  const one = async (plate: PlateRow): Promise<PlateResult> => {
+    const tag = tagOf(plate);
+    const empty = { plateId: plate.plateId, tag, files: 0, bytesIn: 0, bytesOut: 0 };
+    if (opts.signal.aborted) {
+      return { ...empty, status: 'interrupted', message: 'not started', seconds: 0 };
+    }
+    opts.onStart?.(plate);
+    const started = Date.now();
+    const ctl = new AbortController();
+    const signal = AbortSignal.any([opts.signal, ctl.signal]);
+    let result: PlateResult;
+    try {
+      const r = await work(plate, signal);
+      result = { ...r, seconds: (Date.now() - started) / 1000 };
+    } catch (err) {
+      ctl.abort(err);
+      const interrupted = opts.signal.aborted;
+      if (!(err instanceof PlateError) && !interrupted) {
+        opts.log.error({ plate: plate.plateId, err }, 'unexpected error');
+      }
+      result = {
+        ...empty,
+        status: interrupted
+          ? 'interrupted'
+          : err instanceof PlateError && err.name === 'VerificationError'
+            ? 'mismatch'
+            : 'failed',
+        message: interrupted ? 'interrupted' : errorMessage(err),
+        seconds: (Date.now() - started) / 1000,
+      };
+    }
+    if (opts.jobLog) {
+      seq += 1;
+      const exit = result.status === 'failed' || result.status === 'mismatch' ? 1 : 0;
+      const sig = result.status === 'interrupted' ? 2 : 0;
+      appendFileSync(
+        opts.jobLog,
+        `${seq}\t${hostname()}\t${(started / 1000).toFixed(3)}\t${result.seconds.toFixed(3)}\t0\t0\t${exit}\t${sig}\t${plate.plateId}\n`,
+      );
+    }
+    opts.onDone?.(result);
+    return result;
+  };
+  return Promise.all(plates.map((p) => limit(() => one(p))));
+}

@@ -1,0 +1,87 @@
+import { createHash, type Hash } from 'node:crypto';
+
+/** The aws CLI's default chunk size; the old script's ETags were made with it, so we start there. */
+export const BASE_PART_SIZE = 8 * 1024 * 1024;
+/** S3 refuses a multipart upload with more parts than this. */
+export const MAX_PARTS = 10_000;
+/** S3 refuses a part larger than this. */
+export const MAX_PART_SIZE = 5 * 1024 * 1024 * 1024;
+/** S3 refuses a part (other than the last) smaller than this. */
+export const MIN_PART_SIZE = 5 * 1024 * 1024;
+
+/** The aws CLI rule: 8 MiB, doubled until the object needs at most 10,000 parts. */
+export function partSizeFor(size: number): number {
+  let part = BASE_PART_SIZE;
+  while (Math.ceil(size / part) > MAX_PARTS) part *= 2;
+  if (part > MAX_PART_SIZE) throw new Error(`${size} bytes is larger than S3 can store`);
+  return part;
+}
+
+export interface EtagResult {
+  /** md5 hex of all bytes. */
+  md5: string;
+  /** What S3 answers for the object uploaded with these parts: plain md5 for a single PUT. */
+  etag: string;
+  /** md5 of each part, in order (one entry for a single PUT). */
+  partMd5s: Buffer[];
+  size: number;
+}
+
+/**
+ * Computes the md5 and the S3 ETag of a byte stream as it is written, for a fixed part size.
+ * An object of at most one part is uploaded with a single PUT, whose ETag is the plain md5;
+ * a larger one gets md5(concat(part md5s)) + "-" + partCount.
+ */
+export class EtagHasher {
+  private readonly whole = createHash('md5');
+  private part: Hash = createHash('md5');
+  private partFill = 0;
+  private readonly partMd5s: Buffer[] = [];
+  private size = 0;
+
+  constructor(readonly partSize: number) {}
+
+  update(chunk: Buffer): void {
+    this.whole.update(chunk);
+    this.size += chunk.length;
+    let offset = 0;
+    while (offset < chunk.length) {
+      const take = Math.min(this.partSize - this.partFill, chunk.length - offset);
+      this.part.update(chunk.subarray(offset, offset + take));
+      this.partFill += take;
+      offset += take;
+      if (this.partFill === this.partSize) {
+        this.partMd5s.push(this.part.digest());
+        this.part = createHash('md5');
+        this.partFill = 0;
+      }
+    }
+  }
+
+  digest(): EtagResult {
+    if (this.partFill > 0 || this.partMd5s.length === 0) this.partMd5s.push(this.part.digest());
+    const md5 = this.whole.digest('hex');
+    const partMd5s = this.partMd5s;
+    const etag =
+      partMd5s.length === 1
+        ? md5
+        : `${createHash('md5').update(Buffer.concat(partMd5s)).digest('hex')}-${partMd5s.length}`;
+    return { md5, etag, partMd5s, size: this.size };
+  }
+}
+
+export function etagOf(data: Buffer, partSize = partSizeFor(data.length)): EtagResult {
+  const h = new EtagHasher(partSize);
+  h.update(data);
+  return h.digest();
+}
+
+/** ETag as S3 sends it, without quotes. */
+export function unquoteEtag(etag: string | undefined): string {
+  return (etag ?? '').replace(/^W\//, '').replace(/"/g, '');
+}
+
+/** A plain md5 ETag (single-part upload, no SSE-KMS) is the md5 of the object's bytes. */
+export function isPlainMd5(etag: string): boolean {
+  return /^[0-9a-f]{32}$/.test(etag);
+}

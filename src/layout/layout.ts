@@ -1,0 +1,161 @@
+/**
+ * Pure mapping from a plate to every S3 key imgbackup reads or writes (SPEC.md, "Sources" and
+ * "Outputs"). Nothing here does I/O, so every rule is unit-tested with exact strings.
+ */
+
+export interface PlateRef {
+  plateId: string;
+  plateIdFull: string;
+}
+
+export interface LayoutOptions {
+  projectName: string;
+  batchId: string;
+  bucket: string;
+  coldBucket: string;
+}
+
+export type SourceName = 'images' | 'illum' | 'analysis' | 'backend';
+
+export interface Source {
+  name: SourceName;
+  /** Always ends with '/', so plate 2058 never sweeps in 20586/ (old-script bug). */
+  prefix: string;
+}
+
+export type TarballName = 'images_illum_analysis' | 'backend';
+
+export interface TarballLayout {
+  name: TarballName;
+  /** Base name, as md5sum prints it in the .md5 file. */
+  fileName: string;
+  key: string;
+  md5Key: string;
+  etagKey: string;
+  sources: Source[];
+}
+
+export interface PlateLayout {
+  plate: PlateRef;
+  tag: string;
+  bucket: string;
+  coldBucket: string;
+  sources: Source[];
+  tarballs: TarballLayout[];
+  /** Cold bucket. */
+  untrimmedListingKey: string;
+  /** Live bucket. */
+  s3ListingKey: string;
+  tarListingKey: string;
+  deleteScriptKey: string;
+  /**
+   * Not in the old script's outputs (so optional when reading): each archived key's size and
+   * ETag at archive time, so a same-size overwrite after the archive is still detected.
+   */
+  etagListingKey: string;
+  verifiedKey: string;
+}
+
+const PROJECTS = 'projects/';
+
+export function plateLayout(opts: LayoutOptions, plate: PlateRef): PlateLayout {
+  const P = opts.projectName;
+  const B = opts.batchId;
+  const tag = `${P}_${B}_${plate.plateId}`;
+  const images: Source = {
+    name: 'images',
+    prefix: `${PROJECTS}${P}/${B}/images/${plate.plateIdFull}/`,
+  };
+  const illum: Source = { name: 'illum', prefix: `${PROJECTS}${P}/${B}/illum/${plate.plateId}/` };
+  const analysis: Source = {
+    name: 'analysis',
+    prefix: `${PROJECTS}${P}/workspace/analysis/${B}/${plate.plateId}/`,
+  };
+  const backend: Source = {
+    name: 'backend',
+    prefix: `${PROJECTS}${P}/workspace/backend/${B}/${plate.plateId}/`,
+  };
+  const coldDir = `imaging_analysis/${P}/plates/`;
+  const backupDir = `${PROJECTS}${P}/workspace/backup/`;
+  const tarball = (name: TarballName, sources: Source[]): TarballLayout => {
+    const fileName = `${tag}_${name}.tar.gz`;
+    const key = coldDir + fileName;
+    return { name, fileName, key, md5Key: `${key}.md5`, etagKey: `${key}.etag`, sources };
+  };
+  return {
+    plate,
+    tag,
+    bucket: opts.bucket,
+    coldBucket: opts.coldBucket,
+    sources: [images, illum, analysis, backend],
+    tarballs: [
+      tarball('images_illum_analysis', [images, illum, analysis]),
+      tarball('backend', [backend]),
+    ],
+    untrimmedListingKey: `${coldDir}${tag}_file_listing_untrimmed_s3.txt`,
+    s3ListingKey: `${backupDir}${tag}_file_listing_s3.txt`,
+    tarListingKey: `${backupDir}${tag}_file_listing_tar.txt`,
+    deleteScriptKey: `${backupDir}${tag}_delete_s3.sh`,
+    etagListingKey: `${backupDir}${tag}_file_etags_s3.txt`,
+    verifiedKey: `${backupDir}${tag}_verified.json`,
+  };
+}
+
+/** Every key archive writes for a plate, in the order it writes them (the delete script last). */
+export function outputKeys(layout: PlateLayout): { bucket: string; key: string }[] {
+  const cold = (key: string) => ({ bucket: layout.coldBucket, key });
+  const live = (key: string) => ({ bucket: layout.bucket, key });
+  return [
+    ...layout.tarballs.flatMap((t) => [cold(t.key), cold(t.md5Key), cold(t.etagKey)]),
+    cold(layout.untrimmedListingKey),
+    live(layout.s3ListingKey),
+    live(layout.tarListingKey),
+    live(layout.deleteScriptKey),
+  ];
+}
+
+/** The listing path of a key: the key without its leading `projects/` (SPEC.md). */
+export function listingPath(key: string): string {
+  if (!key.startsWith(PROJECTS)) throw new Error(`key outside projects/: ${key}`);
+  return key.slice(PROJECTS.length);
+}
+
+/** The tar member name of a key: its leading `projects/` replaced by `T/`. */
+export function tarPath(tag: string, key: string): string {
+  return `${tag}/${listingPath(key)}`;
+}
+
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/;
+
+/**
+ * Why a source key cannot be archived safely, or undefined if it can. A key is refused when its
+ * tar path could land outside its folder on extraction (`.`/`..` segments, empty segments that
+ * tar folds) or could not be written as one listing line (control characters).
+ */
+export function unsafeKeyReason(source: Source, key: string): string | undefined {
+  if (!key.startsWith(source.prefix)) return `is not under ${source.prefix}`;
+  if (CONTROL.test(key)) return 'contains a control character';
+  const rest = key.slice(source.prefix.length);
+  const segments = (rest.endsWith('/') ? rest.slice(0, -1) : rest).split('/');
+  if (rest === '') return undefined; // the folder marker of the source itself
+  for (const s of segments) {
+    if (s === '..' || s === '.') return `has a "${s}" path segment`;
+    if (s === '') return 'has an empty path segment (//)';
+  }
+  return undefined;
+}
+
+/**
+ * Why a name (plate id, project, batch) cannot be used in a key, or undefined. Names become one
+ * path segment, so a "/" or ".." would move a plate's prefixes onto other data.
+ */
+export function unsafeNameReason(name: string): string | undefined {
+  if (name === '') return 'is empty';
+  if (name !== name.trim()) return 'has leading or trailing whitespace';
+  if (name.includes('/')) return 'contains "/"';
+  if (name.includes('..')) return 'contains ".."';
+  if (name === '.') return 'is "."';
+  if (CONTROL.test(name)) return 'contains a control character';
+  return undefined;
+}

@@ -1,0 +1,279 @@
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  DeleteObjectsCommand,
+  GetObjectCommand,
+  HeadBucketCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  type S3Client,
+  UploadPartCommand,
+} from '@aws-sdk/client-s3';
+import { unquoteEtag } from '../integrity/etag.js';
+
+export interface ObjectInfo {
+  key: string;
+  size: number;
+  /** Without quotes. */
+  etag: string;
+  lastModified: Date;
+  storageClass?: string;
+}
+
+/** How long cleanup (aborting uploads) may take after the run's own signal has fired. */
+export const CLEANUP_TIMEOUT_MS = 15_000;
+
+interface S3ErrorShape {
+  name?: string;
+  Code?: string;
+  code?: string;
+  message?: string;
+  $metadata?: { httpStatusCode?: number };
+}
+
+export function s3ErrorCode(err: unknown): string {
+  const e = err as S3ErrorShape;
+  return e?.Code ?? e?.name ?? e?.code ?? 'Error';
+}
+
+export function httpStatus(err: unknown): number | undefined {
+  return (err as S3ErrorShape)?.$metadata?.httpStatusCode;
+}
+
+export function isNotFound(err: unknown): boolean {
+  const code = s3ErrorCode(err);
+  return code === 'NotFound' || code === 'NoSuchKey' || httpStatus(err) === 404;
+}
+
+export function isAbort(err: unknown): boolean {
+  const name = (err as Error)?.name;
+  return name === 'AbortError' || name === 'RequestAbortedError';
+}
+
+/**
+ * The few S3 operations imgbackup needs. Every request carries an AbortSignal, so Ctrl-C or a
+ * failed plate stops requests in flight instead of waiting for them.
+ */
+export class S3Store {
+  constructor(
+    readonly client: S3Client,
+    readonly signal: AbortSignal,
+  ) {}
+
+  /** The same store with requests tied to another signal (a plate's own, or cleanup's). */
+  withSignal(signal: AbortSignal): S3Store {
+    return new S3Store(this.client, signal);
+  }
+
+  private opts(): { abortSignal: AbortSignal } {
+    return { abortSignal: this.signal };
+  }
+
+  async headBucket(bucket: string): Promise<void> {
+    await this.client.send(new HeadBucketCommand({ Bucket: bucket }), this.opts());
+  }
+
+  /** Every object under the prefix, page by page (at most 1000 keys a page). */
+  async *list(bucket: string, prefix: string): AsyncGenerator<ObjectInfo> {
+    let token: string | undefined;
+    do {
+      const page = await this.client.send(
+        new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
+        this.opts(),
+      );
+      for (const o of page.Contents ?? []) {
+        if (o.Key === undefined) continue;
+        yield {
+          key: o.Key,
+          size: o.Size ?? 0,
+          etag: unquoteEtag(o.ETag),
+          lastModified: o.LastModified ?? new Date(0),
+          ...(o.StorageClass ? { storageClass: o.StorageClass } : {}),
+        };
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+  }
+
+  async listAll(bucket: string, prefix: string): Promise<ObjectInfo[]> {
+    const out: ObjectInfo[] = [];
+    for await (const o of this.list(bucket, prefix)) out.push(o);
+    return out;
+  }
+
+  async head(bucket: string, key: string): Promise<ObjectInfo | undefined> {
+    try {
+      const r = await this.client.send(
+        new HeadObjectCommand({ Bucket: bucket, Key: key }),
+        this.opts(),
+      );
+      return {
+        key,
+        size: r.ContentLength ?? 0,
+        etag: unquoteEtag(r.ETag),
+        lastModified: r.LastModified ?? new Date(0),
+        ...(r.StorageClass ? { storageClass: r.StorageClass } : {}),
+      };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  /**
+   * Whether a GET would answer InvalidObjectState: Glacier / Deep Archive without a finished
+   * restore, or an Intelligent-Tiering archive tier.
+   */
+  async needsRestore(bucket: string, key: string): Promise<boolean> {
+    const r = await this.client.send(
+      new HeadObjectCommand({ Bucket: bucket, Key: key }),
+      this.opts(),
+    );
+    const restored = (r.Restore ?? '').includes('ongoing-request="false"');
+    if (r.ArchiveStatus) return !restored;
+    return (r.StorageClass === 'GLACIER' || r.StorageClass === 'DEEP_ARCHIVE') && !restored;
+  }
+
+  /** A GET body; `ifMatch` makes S3 refuse (412) an object that changed since it was listed. */
+  async get(
+    bucket: string,
+    key: string,
+    opts: { ifMatch?: string; start?: number } = {},
+  ): Promise<{ body: AsyncIterable<Uint8Array>; encryption?: string }> {
+    const r = await this.client.send(
+      new GetObjectCommand({
+        Bucket: bucket,
+        Key: key,
+        ...(opts.ifMatch ? { IfMatch: `"${opts.ifMatch}"` } : {}),
+        ...(opts.start ? { Range: `bytes=${opts.start}-` } : {}),
+      }),
+      this.opts(),
+    );
+    const body = r.Body as AsyncIterable<Uint8Array> | undefined;
+    return {
+      body: body ?? (async function* () {})(),
+      ...(r.ServerSideEncryption ? { encryption: r.ServerSideEncryption } : {}),
+    };
+  }
+
+  async getBuffer(bucket: string, key: string): Promise<Buffer | undefined> {
+    try {
+      const { body } = await this.get(bucket, key);
+      const chunks: Buffer[] = [];
+      for await (const c of body) chunks.push(Buffer.from(c));
+      return Buffer.concat(chunks);
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async getText(bucket: string, key: string): Promise<string | undefined> {
+    return (await this.getBuffer(bucket, key))?.toString('utf8');
+  }
+
+  /** A single PUT. `contentMd5` makes S3 refuse bytes that changed on the way (BadDigest). */
+  async put(
+    bucket: string,
+    key: string,
+    body: Buffer | string,
+    opts: { contentMd5?: Buffer; ifNoneMatch?: boolean; contentType?: string } = {},
+  ): Promise<void> {
+    await this.client.send(
+      new PutObjectCommand({
+        Bucket: bucket,
+        Key: key,
+        Body: body,
+        ...(opts.contentMd5 ? { ContentMD5: opts.contentMd5.toString('base64') } : {}),
+        ...(opts.ifNoneMatch ? { IfNoneMatch: '*' } : {}),
+        ...(opts.contentType ? { ContentType: opts.contentType } : {}),
+      }),
+      this.opts(),
+    );
+  }
+
+  async createMultipart(bucket: string, key: string): Promise<string> {
+    const r = await this.client.send(
+      new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }),
+      this.opts(),
+    );
+    if (!r.UploadId) throw new Error(`s3://${bucket}/${key}: no UploadId in CreateMultipartUpload`);
+    return r.UploadId;
+  }
+
+  async uploadPart(
+    bucket: string,
+    key: string,
+    uploadId: string,
+    partNumber: number,
+    body: Buffer,
+    md5: Buffer,
+  ): Promise<string> {
+    const r = await this.client.send(
+      new UploadPartCommand({
+        Bucket: bucket,
+        Key: key,
+        UploadId: uploadId,
+        PartNumber: partNumber,
+        Body: body,
+        ContentMD5: md5.toString('base64'),
+      }),
+      this.opts(),
+    );
+    if (!r.ETag) throw new Error(`s3://${bucket}/${key}: part ${partNumber} has no ETag`);
+    return r.ETag;
+  }
+
+  async completeMultipart(
+    bucket: string,
+    key: string,
+    uploadId: string,
+    parts: { PartNumber: number; ETag: string }[],
+    opts: { ifNoneMatch?: boolean } = {},
+  ): Promise<void> {
+    await this.client.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: bucket,
+        Key: key,
+        UploadId: uploadId,
+        MultipartUpload: { Parts: parts },
+        ...(opts.ifNoneMatch ? { IfNoneMatch: '*' } : {}),
+      }),
+      this.opts(),
+    );
+  }
+
+  async abortMultipart(bucket: string, key: string, uploadId: string): Promise<void> {
+    await this.client.send(
+      new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }),
+      this.opts(),
+    );
+  }
+
+  /** One DeleteObjects call (at most 1000 keys); per-key errors are returned, not thrown. */
+  async deleteBatch(
+    bucket: string,
+    objects: { key: string; etag?: string }[],
+  ): Promise<{ deleted: string[]; errors: { key: string; code: string; message: string }[] }> {
+    const r = await this.client.send(
+      new DeleteObjectsCommand({
+        Bucket: bucket,
+        Delete: {
+          Objects: objects.map((o) => ({ Key: o.key, ...(o.etag ? { ETag: `"${o.etag}"` } : {}) })),
+          Quiet: false,
+        },
+      }),
+      this.opts(),
+    );
+    return {
+      deleted: (r.Deleted ?? []).flatMap((d) => (d.Key !== undefined ? [d.Key] : [])),
+      errors: (r.Errors ?? []).map((e) => ({
+        key: e.Key ?? '',
+        code: e.Code ?? 'Error',
+        message: e.Message ?? '',
+      })),
+    };
+  }
+}

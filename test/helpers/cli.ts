@@ -1,0 +1,51 @@
+// Runs the built CLI as a user would: a child process with its own environment.
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import type { TestServer } from './servers.js';
+
+export const BIN = fileURLToPath(new URL('../../../bin/imgbackup.js', import.meta.url));
+
+export interface CliResult {
+  code: number | null;
+  signal: NodeJS.Signals | null;
+  stdout: string;
+  stderr: string;
+}
+
+export function serverEnv(server: TestServer): NodeJS.ProcessEnv {
+  return {
+    AWS_ACCESS_KEY_ID: server.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: server.secretAccessKey,
+    AWS_REGION: server.region,
+    AWS_ENDPOINT_URL: server.endpoint,
+  };
+}
+
+export function runCli(
+  args: string[],
+  env: NodeJS.ProcessEnv = {},
+  opts: { input?: string; onSpawn?: (pid: number) => void } = {},
+): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [BIN, ...args], {
+      env: {
+        PATH: process.env.PATH,
+        HOME: process.env.HOME,
+        TZ: process.env.TZ,
+        // keep tests independent of the developer's own AWS config
+        AWS_CONFIG_FILE: '/nonexistent',
+        AWS_SHARED_CREDENTIALS_FILE: '/nonexistent',
+        ...env,
+      },
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.on('error', reject);
+    if (child.pid !== undefined) opts.onSpawn?.(child.pid);
+    child.stdin.end(opts.input ?? '');
+    child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
+  });
+}

@@ -1,0 +1,264 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import {
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { runCli, serverEnv } from '../helpers/cli.js';
+import {
+  BATCH,
+  expectedListing,
+  md5hex,
+  PLATE_A,
+  PLATE_B,
+  plateObjects,
+  PROJECT,
+  readTree,
+  SIBLINGS,
+  sourcePrefixes,
+  uploadAll,
+  writePlatesCsv,
+  type FixturePlate,
+  type GroundTruth,
+} from '../helpers/fixtures.js';
+import { startServer, testServerNames, type TestServer } from '../helpers/servers.js';
+
+async function getBytes(client: S3Client, bucket: string, key: string): Promise<Buffer> {
+  const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  return Buffer.from(await r.Body!.transformToByteArray());
+}
+
+/** Every key of a bucket with its ETag and mtime, to prove a run changed nothing. */
+async function snapshot(client: S3Client, bucket: string): Promise<string[]> {
+  const out: string[] = [];
+  let token: string | undefined;
+  do {
+    const page = await client.send(
+      new ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token }),
+    );
+    for (const o of page.Contents ?? [])
+      out.push(`${o.Key} ${o.ETag} ${o.LastModified?.toISOString()}`);
+    token = page.NextContinuationToken;
+  } while (token);
+  return out.sort();
+}
+
+/** S3's ETag rule, written out here independently of the tool's own implementation. */
+function multipartEtag(data: Buffer, partSize: number): string {
+  const parts: Buffer[] = [];
+  for (let off = 0; off < data.length; off += partSize) {
+    parts.push(Buffer.from(md5hex(data.subarray(off, off + partSize)), 'hex'));
+  }
+  if (parts.length <= 1) return md5hex(data);
+  return `${md5hex(Buffer.concat(parts))}-${parts.length}`;
+}
+
+const tag = (p: FixturePlate) => `${PROJECT}_${BATCH}_${p.plateId}`;
+const cold = (p: FixturePlate, name: string) =>
+  `imaging_analysis/${PROJECT}/plates/${tag(p)}_${name}`;
+const backup = (p: FixturePlate, name: string) =>
+  `projects/${PROJECT}/workspace/backup/${tag(p)}_${name}`;
+
+for (const name of testServerNames()) {
+  describe(`archive against ${name}`, () => {
+    let server: TestServer;
+    let client: S3Client;
+    let live: string;
+    let coldBucket: string;
+    let work: string;
+    const truth = new Map<FixturePlate, GroundTruth>();
+
+    before(async () => {
+      server = await startServer(name);
+      client = server.client();
+      live = await server.newBucket('live');
+      coldBucket = await server.newBucket('cold');
+      work = await mkdtemp(join(tmpdir(), 'imgbackup-archive-test-'));
+      for (const p of [PLATE_A, PLATE_B, ...SIBLINGS]) {
+        truth.set(p, plateObjects(p));
+        await uploadAll(client, live, truth.get(p)!);
+      }
+    });
+    after(async () => {
+      await server?.close();
+      await rm(work, { recursive: true, force: true });
+    });
+
+    const args = (csv: string, tmp: string, extra: string[] = []) => [
+      'archive',
+      '--plates',
+      csv,
+      '--project-name',
+      PROJECT,
+      '--batch-id',
+      BATCH,
+      '--bucket',
+      live,
+      '--cold-bucket',
+      coldBucket,
+      '--tmpdir',
+      tmp,
+      '--max-procs',
+      '2',
+      ...extra,
+    ];
+
+    test('two plates end to end: tarballs rebuild every source file, listings and sums agree', async () => {
+      const csv = await writePlatesCsv([PLATE_A, PLATE_B], work);
+      const tmp = await mkdtemp(join(work, 'tmp-'));
+      const logDir = join(work, 'logs');
+      // Watch the tmpdir during the run: only the tarballs in progress may ever be there.
+      const seen = new Set<string>();
+      let watching = true;
+      const watcher = (async () => {
+        while (watching) {
+          for (const f of await readdir(tmp)) seen.add(f);
+          await new Promise((r) => setTimeout(r, 10));
+        }
+      })();
+      const r = await runCli(args(csv, tmp, ['--log-dir', logDir]), serverEnv(server));
+      watching = false;
+      await watcher;
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      assert.match(r.stdout, /BR00092655\s+archived/);
+      assert.match(r.stdout, /2058\s+archived/);
+      assert.deepEqual(await readdir(tmp), [], 'tmpdir is empty after the run');
+      const allowed = [PLATE_A, PLATE_B].flatMap((p) => [
+        `${tag(p)}_images_illum_analysis.tar.gz`,
+        `${tag(p)}_backend.tar.gz`,
+      ]);
+      for (const f of seen) assert.ok(allowed.includes(f), `unexpected file in tmpdir: ${f}`);
+
+      const joblog = (await readdir(logDir)).sort();
+      assert.deepEqual(joblog, ['2058.log', 'BR00092655.log', 'archive.joblog']);
+
+      for (const p of [PLATE_A, PLATE_B]) {
+        const objects = truth.get(p)!;
+        const extractDir = await mkdtemp(join(work, `x-${p.plateId}-`));
+        for (const t of ['images_illum_analysis', 'backend']) {
+          const key = cold(p, `${t}.tar.gz`);
+          const data = await getBytes(client, coldBucket, key);
+          const file = join(work, `${p.plateId}-${t}.tar.gz`);
+          await writeFile(file, data);
+          execFileSync('tar', ['xzf', file, '--strip-components=1', '-C', extractDir]);
+          const md5 = (await getBytes(client, coldBucket, `${key}.md5`)).toString();
+          const md5sum = execFileSync('md5sum', [file]).toString().split(' ')[0];
+          assert.equal(md5, `${md5sum}  ${tag(p)}_${t}.tar.gz\n`);
+          const head = await client.send(new HeadObjectCommand({ Bucket: coldBucket, Key: key }));
+          const etag = (await getBytes(client, coldBucket, `${key}.etag`)).toString();
+          assert.equal(etag, `${head.ETag!.replace(/"/g, '')}\n`);
+          // S3's form (md5 of 8 MiB part md5s) or a plain md5, as some stores answer.
+          assert.ok(
+            [multipartEtag(data, 8 * 1024 * 1024), md5hex(data)].includes(etag.trim()),
+            `ETag ${etag.trim()} is neither the multipart nor the plain md5 of the tarball`,
+          );
+          if (p === PLATE_A && t === 'images_illum_analysis') {
+            assert.ok(
+              data.length > 8 * 1024 * 1024,
+              'plate A tarball is big enough to be multipart',
+            );
+          }
+        }
+        // GNU tar rebuilt exactly the uploaded files: same paths, same bytes, nothing else.
+        const tree = await readTree(extractDir);
+        const expected = new Map(
+          [...objects]
+            .filter(([k]) => !k.endsWith('/'))
+            .map(([k, v]) => [k.slice('projects/'.length), v]),
+        );
+        assert.deepEqual([...tree.keys()].sort(), [...expected.keys()].sort());
+        for (const [path, bytes] of expected)
+          assert.ok(tree.get(path)!.equals(bytes), `${path} differs`);
+
+        const listing = expectedListing(objects);
+        const s3l = (await getBytes(client, live, backup(p, 'file_listing_s3.txt'))).toString();
+        const tarl = (await getBytes(client, live, backup(p, 'file_listing_tar.txt'))).toString();
+        assert.equal(s3l, listing);
+        assert.equal(tarl, listing);
+
+        const untrimmed = (
+          await getBytes(client, coldBucket, cold(p, 'file_listing_untrimmed_s3.txt'))
+        ).toString();
+        const rawLines = untrimmed.split('\n').filter(Boolean);
+        assert.equal(rawLines.length, objects.size, 'one raw line per object, markers included');
+        for (const line of rawLines) {
+          assert.match(line, /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d [ \d]{10} projects\//);
+          const key = line.slice(31);
+          assert.ok(objects.has(key), `raw listing names an object not uploaded: ${key}`);
+          assert.equal(Number(line.slice(20, 30)), objects.get(key)!.length);
+        }
+
+        const script = (await getBytes(client, live, backup(p, 'delete_s3.sh'))).toString();
+        assert.equal(
+          script,
+          sourcePrefixes(p)
+            .map((pre) => `aws s3 rm --recursive 's3://${live}/${pre}'\n`)
+            .join(''),
+        );
+      }
+      // The folder marker became a directory in the tarball.
+      const list = execFileSync('tar', [
+        'tzf',
+        join(work, 'BR00092655-images_illum_analysis.tar.gz'),
+      ]).toString();
+      assert.ok(
+        list
+          .split('\n')
+          .includes(`${tag(PLATE_A)}/${PROJECT}/${BATCH}/images/${PLATE_A.plateIdFull}/sub/`),
+      );
+    });
+
+    test('re-running on archived plates changes nothing in either bucket and says why', async () => {
+      const csv = await writePlatesCsv([PLATE_A, PLATE_B], work);
+      const tmp = await mkdtemp(join(work, 'tmp-'));
+      const before = [await snapshot(client, live), await snapshot(client, coldBucket)];
+      const r = await runCli(args(csv, tmp), serverEnv(server));
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /BR00092655\s+skipped.*already archived/);
+      assert.match(r.stdout, /2058\s+skipped.*already archived/);
+      assert.deepEqual([await snapshot(client, live), await snapshot(client, coldBucket)], before);
+      assert.deepEqual(await readdir(tmp), []);
+    });
+
+    test('a bad plates.csv changes nothing and names the line', async () => {
+      const tmp = await mkdtemp(join(work, 'tmp-'));
+      const csv = join(work, 'bad.csv');
+      await writeFile(csv, 'plate_id,plate_id_full\n20586,20586\n../x,y\n');
+      const before = [await snapshot(client, live), await snapshot(client, coldBucket)];
+      const r = await runCli(args(csv, tmp), serverEnv(server));
+      assert.equal(r.code, 2);
+      assert.match(r.stderr, /bad\.csv:3: plate_id "\.\.\/x" contains "\/"/);
+      assert.equal(r.stderr.trim().split('\n').length, 1, 'one clear line');
+      assert.deepEqual([await snapshot(client, live), await snapshot(client, coldBucket)], before);
+      assert.deepEqual(await readdir(tmp), []);
+    });
+
+    test('a plate with no objects fails clearly; the others still run', async () => {
+      const tmp = await mkdtemp(join(work, 'tmp-'));
+      const csv = await writePlatesCsv(
+        [{ plateId: 'nothing-here', plateIdFull: 'nothing-here' }, SIBLINGS[0]!],
+        work,
+      );
+      const r = await runCli(args(csv, tmp), serverEnv(server));
+      assert.equal(r.code, 1);
+      assert.match(r.stdout, /nothing-here\s+failed.*no objects under its four sources/);
+      assert.match(r.stdout, /20586\s+archived/);
+      const head = await client
+        .send(
+          new HeadObjectCommand({
+            Bucket: coldBucket,
+            Key: cold({ plateId: 'nothing-here', plateIdFull: '' }, 'backend.tar.gz'),
+          }),
+        )
+        .catch(() => undefined);
+      assert.equal(head, undefined, 'no tarball for the empty plate');
+      assert.deepEqual(await readdir(tmp), []);
+    });
+  });
+}
