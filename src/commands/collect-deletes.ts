@@ -1,0 +1,54 @@
+import { collectDeletes } from '../core/delete.js';
+import { addCommonOptions, buildContext, type CommonFlags } from '../cli/common.js';
+import type { CommandSpec } from '../cli/command-spec.js';
+
+export function defaultPlanPath(out: string): string {
+  return `${out.replace(/\.sh$/, '')}.plan.jsonl`;
+}
+
+export const collectDeletesCommand: CommandSpec = {
+  name: 'collect-deletes',
+  define: (program) =>
+    addCommonOptions(
+      program
+        .command('collect-deletes')
+        .summary("gather verified plates' delete scripts and a delete plan")
+        .description(
+          "Fetches each verified plate's T_delete_s3.sh and concatenates them into --out, and " +
+            'writes a delete plan (JSON lines: plate, bucket, key, size, etag) of exactly the ' +
+            'verified archive keys. Nothing is written unless every plate is verified.',
+        ),
+    )
+      .option('--out <file>', 'concatenated delete script', 'delete_s3.sh')
+      .option('--plan <file>', 'delete plan (default: --out with .plan.jsonl)')
+      .addHelpText(
+        'after',
+        `
+Examples:
+  $ imgbackup collect-deletes --plates plates.csv --project-name P --batch-id B --out delete_s3.sh
+  $ imgbackup delete --plates plates.csv --project-name P --batch-id B --plan delete_s3.plan.jsonl`,
+      ),
+  run: async (flags, signal, reporter) => {
+    const f = flags as unknown as CommonFlags & { out: string; plan?: string };
+    const ctx = await buildContext(f, signal);
+    const planOut = f.plan ?? defaultPlanPath(f.out);
+    const { results, written } = await collectDeletes(ctx.store, {
+      layout: ctx.layout,
+      plates: ctx.plates,
+      out: f.out,
+      planOut,
+      maxProcs: f.maxProcs,
+      signal,
+      log: ctx.log,
+      ...(f.logDir ? { logDir: f.logDir } : {}),
+      onStart: reporter.onStart,
+      onDone: reporter.onDone,
+    });
+    reporter.note(
+      written
+        ? `wrote ${f.out} and ${planOut}`
+        : `nothing written: every plate must be verified (fix or remove the failed plates)`,
+    );
+    return results;
+  },
+};

@@ -1,0 +1,354 @@
+import { rename, writeFile } from 'node:fs/promises';
+import { PlateError } from '../errors.js';
+import {
+  plateLayout,
+  unsafeKeyReason,
+  type LayoutOptions,
+  type PlateLayout,
+} from '../layout/layout.js';
+import { plateLogger, type Logger } from '../log/log.js';
+import type { PlateRow } from '../plates/plates-csv.js';
+import type { S3Store } from '../s3/store.js';
+import { runPlates, type PlateResult } from './pool.js';
+import { checkBuckets } from './preflight.js';
+import { isFolderMarker, nameSome } from './sources.js';
+import { readVerifiedRecord, type VerifiedRecord } from './verify.js';
+
+/** S3 refuses a DeleteObjects call with more keys than this. */
+export const DELETE_BATCH = 1000;
+
+export interface PlanLine {
+  plate: string;
+  bucket: string;
+  key: string;
+  size: number;
+  etag: string;
+}
+
+interface RunBase {
+  layout: LayoutOptions;
+  plates: PlateRow[];
+  maxProcs: number;
+  signal: AbortSignal;
+  log: Logger;
+  logDir?: string;
+  onStart?: (plate: PlateRow) => void;
+  onDone?: (result: PlateResult) => void;
+}
+
+function poolOptions(opts: RunBase, name: string) {
+  return {
+    maxProcs: opts.maxProcs,
+    signal: opts.signal,
+    log: opts.log,
+    ...(opts.logDir ? { jobLog: `${opts.logDir}/${name}.joblog` } : {}),
+    ...(opts.onStart ? { onStart: opts.onStart } : {}),
+    ...(opts.onDone ? { onDone: opts.onDone } : {}),
+  };
+}
+
+/**
+ * A plate's verification record, checked to still describe its tarballs: it must be newer than
+ * each tarball and name each tarball's current ETag, so a tarball replaced or altered after the
+ * verify is never trusted.
+ */
+async function currentRecord(store: S3Store, L: PlateLayout): Promise<VerifiedRecord> {
+  const record = await readVerifiedRecord(store, L);
+  if (!record)
+    throw new PlateError('not verified: run `imgbackup verify` first (or --force-unverified)');
+  for (const t of L.tarballs) {
+    const head = await store.head(L.coldBucket, t.key);
+    const seen = record.tarballs.find((r) => r.key === t.key);
+    if (!head || !seen || seen.etag !== head.etag || head.lastModified > new Date(record.time)) {
+      throw new PlateError(
+        `${t.fileName} changed since it was verified; run \`imgbackup verify\` again`,
+      );
+    }
+  }
+  return record;
+}
+
+export interface CollectOptions extends RunBase {
+  out: string;
+  planOut: string;
+}
+
+/**
+ * The runbook's collect step: each plate's delete script concatenated into `out`, and the delete
+ * plan (JSON lines of exactly the verified archive's keys) into `planOut`. Both are written only
+ * when every plate succeeded, so a partial file is never presented as the whole batch.
+ */
+export async function collectDeletes(
+  store: S3Store,
+  opts: CollectOptions,
+): Promise<{ results: PlateResult[]; written: boolean }> {
+  await checkBuckets(store, [opts.layout.bucket, opts.layout.coldBucket]);
+  const scripts = new Map<string, string>();
+  const plans = new Map<string, PlanLine[]>();
+  const results = await runPlates(
+    opts.plates,
+    (p) => plateLayout(opts.layout, p).tag,
+    async (plate, signal) => {
+      const s = store.withSignal(signal);
+      const L = plateLayout(opts.layout, plate);
+      const record = await currentRecord(s, L);
+      const script = await s.getText(L.bucket, L.deleteScriptKey);
+      if (script === undefined)
+        throw new PlateError(`missing s3://${L.bucket}/${L.deleteScriptKey}`);
+      scripts.set(plate.plateId, script.endsWith('\n') || script === '' ? script : `${script}\n`);
+      plans.set(
+        plate.plateId,
+        record.objects.map((o) => ({ plate: plate.plateId, bucket: L.bucket, ...o })),
+      );
+      const bytes = record.objects.reduce((n, o) => n + o.size, 0);
+      return {
+        plateId: plate.plateId,
+        tag: L.tag,
+        status: 'collected',
+        files: record.objects.length,
+        bytesIn: bytes,
+        bytesOut: 0,
+      };
+    },
+    poolOptions(opts, 'collect-deletes'),
+  );
+  if (results.some((r) => r.status !== 'collected')) return { results, written: false };
+  // In CSV order, like `cat delete_s3/*` of the runbook but deterministic.
+  const script = opts.plates.map((p) => scripts.get(p.plateId) ?? '').join('');
+  const plan = opts.plates
+    .flatMap((p) => plans.get(p.plateId) ?? [])
+    .map((l) => `${JSON.stringify(l)}\n`)
+    .join('');
+  await writeAtomically(opts.out, script);
+  await writeAtomically(opts.planOut, plan);
+  return { results, written: true };
+}
+
+async function writeAtomically(path: string, text: string): Promise<void> {
+  const tmp = `${path}.partial`;
+  await writeFile(tmp, text);
+  await rename(tmp, path);
+}
+
+export function parsePlan(text: string, file: string): PlanLine[] {
+  return text
+    .split('\n')
+    .map((line, i) => ({ line, n: i + 1 }))
+    .filter(({ line }) => line.trim() !== '')
+    .map(({ line, n }) => {
+      try {
+        const v = JSON.parse(line) as PlanLine;
+        if (
+          typeof v.plate !== 'string' ||
+          typeof v.bucket !== 'string' ||
+          typeof v.key !== 'string' ||
+          typeof v.size !== 'number'
+        ) {
+          throw new Error('needs plate, bucket, key, size');
+        }
+        return v;
+      } catch (err) {
+        throw new PlateError(`${file}:${n}: not a plan line (${(err as Error).message})`);
+      }
+    });
+}
+
+export interface DeleteOptions extends RunBase {
+  dryRun: boolean;
+  forceUnverified: boolean;
+  plan?: PlanLine[];
+  /** Asked once with the totals of every plate, before anything is deleted. */
+  confirm: (totals: { plates: number; keys: number; bytes: number }) => Promise<boolean>;
+  /** Each key a dry run would delete. */
+  onWouldDelete?: (plateId: string, bucket: string, key: string, size: number) => void;
+}
+
+interface PlatePlan {
+  L: PlateLayout;
+  keys: { key: string; size: number; etag: string }[];
+  skipped: string[];
+  gone: number;
+}
+
+/**
+ * Deletes exactly the archived keys of verified plates: never a prefix, never a key outside the
+ * plate's four sources, never a key whose size or ETag changed since the archive. Plans every
+ * plate first, asks once, then deletes in batches of 1000 with each key's expected ETag.
+ */
+export async function deletePlates(store: S3Store, opts: DeleteOptions): Promise<PlateResult[]> {
+  await checkBuckets(store, [opts.layout.bucket, opts.layout.coldBucket]);
+  const plans = new Map<string, PlatePlan>();
+  const planned = await runPlates(
+    opts.plates,
+    (p) => plateLayout(opts.layout, p).tag,
+    async (plate, signal) => {
+      const plan = await planPlate(store.withSignal(signal), opts, plate);
+      plans.set(plate.plateId, plan);
+      const bytes = plan.keys.reduce((n, k) => n + k.size, 0);
+      return {
+        plateId: plate.plateId,
+        tag: plan.L.tag,
+        status: 'planned',
+        files: plan.keys.length,
+        bytesIn: bytes,
+        bytesOut: 0,
+        ...(plan.skipped.length
+          ? { message: `skipping changed keys: ${nameSome(plan.skipped)}` }
+          : {}),
+      };
+    },
+    { maxProcs: opts.maxProcs, signal: opts.signal, log: opts.log },
+  );
+  const ok = planned.filter((r) => r.status === 'planned');
+  const totals = {
+    plates: ok.length,
+    keys: ok.reduce((n, r) => n + r.files, 0),
+    bytes: ok.reduce((n, r) => n + r.bytesIn, 0),
+  };
+  const failedPlanning = new Map(
+    planned.filter((r) => r.status !== 'planned').map((r) => [r.plateId, r]),
+  );
+  if (opts.dryRun) {
+    for (const r of ok) {
+      const p = plans.get(r.plateId)!;
+      for (const k of p.keys) opts.onWouldDelete?.(r.plateId, p.L.bucket, k.key, k.size);
+    }
+    return planned.map((r) => {
+      const res =
+        r.status === 'planned'
+          ? {
+              ...r,
+              status: 'planned' as const,
+              message: `dry run: would delete ${r.files} keys${r.message ? `; ${r.message}` : ''}`,
+            }
+          : r;
+      opts.onDone?.(res);
+      return res;
+    });
+  }
+  if (totals.keys > 0 && !(await opts.confirm(totals))) {
+    return planned.map((r) => {
+      const res =
+        r.status === 'planned' ? { ...r, status: 'skipped' as const, message: 'not confirmed' } : r;
+      opts.onDone?.(res);
+      return res;
+    });
+  }
+  return runPlates(
+    opts.plates,
+    (p) => plateLayout(opts.layout, p).tag,
+    async (plate, signal) => {
+      const failed = failedPlanning.get(plate.plateId);
+      if (failed) {
+        if (failed.status === 'failed') throw new PlateError(failed.message ?? 'failed');
+        return failed;
+      }
+      const plan = plans.get(plate.plateId)!;
+      const log = plateLogger(opts.log, plate.plateId, opts.logDir);
+      return executePlan(store.withSignal(signal), plan, plate, log);
+    },
+    poolOptions(opts, 'delete'),
+  );
+}
+
+async function planPlate(store: S3Store, opts: DeleteOptions, plate: PlateRow): Promise<PlatePlan> {
+  const L = plateLayout(opts.layout, plate);
+  let wanted: { key: string; size: number; etag: string; bucket?: string }[];
+  let record: VerifiedRecord | undefined;
+  if (opts.forceUnverified) {
+    record = await readVerifiedRecord(store, L);
+  } else {
+    record = await currentRecord(store, L);
+  }
+  if (opts.plan) {
+    wanted = opts.plan.filter((l) => l.plate === plate.plateId);
+    if (wanted.length === 0) throw new PlateError('the plan has no keys for this plate');
+  } else if (record) {
+    wanted = record.objects;
+  } else {
+    throw new PlateError('no verification record to take keys from; pass --plan or run verify');
+  }
+  // A tampered plan or record must not reach other data: every key stays inside its sources.
+  const outside = wanted.filter(
+    (w) =>
+      (w.bucket !== undefined && w.bucket !== L.bucket) ||
+      isFolderMarker(w) ||
+      !L.sources.some((s) => unsafeKeyReason(s, w.key) === undefined),
+  );
+  if (outside.length > 0) {
+    throw new PlateError(
+      `refusing keys outside the plate's four sources: ${nameSome(outside.map((o) => o.key))}`,
+    );
+  }
+  if (opts.plan && record && !opts.forceUnverified) {
+    const verified = new Set(record.objects.map((o) => `${o.key}\t${o.size}\t${o.etag}`));
+    const unverified = wanted.filter((w) => !verified.has(`${w.key}\t${w.size}\t${w.etag}`));
+    if (unverified.length > 0) {
+      throw new PlateError(
+        `plan keys not in the verified archive: ${nameSome(unverified.map((u) => u.key))}`,
+      );
+    }
+  }
+  // What is there now: a key that changed since the archive is skipped, never deleted.
+  const now = new Map<string, { size: number; etag: string }>();
+  for (const s of L.sources)
+    for await (const o of store.list(L.bucket, s.prefix)) now.set(o.key, o);
+  const keys: PlatePlan['keys'] = [];
+  const skipped: string[] = [];
+  let gone = 0;
+  for (const w of wanted) {
+    const cur = now.get(w.key);
+    if (!cur) gone += 1;
+    else if (cur.size !== w.size || (w.etag && cur.etag !== w.etag)) skipped.push(w.key);
+    else keys.push({ key: w.key, size: w.size, etag: cur.etag });
+  }
+  return { L, keys, skipped, gone };
+}
+
+async function executePlan(
+  store: S3Store,
+  plan: PlatePlan,
+  plate: PlateRow,
+  log: Logger,
+): Promise<Omit<PlateResult, 'seconds'>> {
+  const errors: string[] = [];
+  let deleted = 0;
+  let bytes = 0;
+  for (let i = 0; i < plan.keys.length; i += DELETE_BATCH) {
+    const batch = plan.keys.slice(i, i + DELETE_BATCH);
+    const r = await store.deleteBatch(plan.L.bucket, batch);
+    const done = new Set(r.deleted);
+    for (const k of batch) {
+      if (done.has(k.key)) {
+        deleted += 1;
+        bytes += k.size;
+      }
+    }
+    for (const e of r.errors) errors.push(`${e.key}: ${e.code}${e.message ? ` ${e.message}` : ''}`);
+  }
+  log.info(
+    { deleted, errors: errors.length, skipped: plan.skipped.length, gone: plan.gone },
+    'delete done',
+  );
+  if (errors.length > 0) {
+    throw new PlateError(
+      `${errors.length} key(s) not deleted (re-run to finish): ${nameSome(errors)}`,
+    );
+  }
+  const notes = [
+    plan.skipped.length
+      ? `kept ${plan.skipped.length} changed key(s): ${nameSome(plan.skipped)}`
+      : '',
+    plan.gone ? `${plan.gone} already gone` : '',
+  ].filter(Boolean);
+  return {
+    plateId: plate.plateId,
+    tag: plan.L.tag,
+    status: 'deleted',
+    files: deleted,
+    bytesIn: bytes,
+    bytesOut: 0,
+    ...(notes.length ? { message: notes.join('; ') } : {}),
+    details: { skipped: plan.skipped, gone: plan.gone },
+  };
+}

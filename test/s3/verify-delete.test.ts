@@ -1,0 +1,388 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import {
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { runCli, serverEnv } from '../helpers/cli.js';
+import {
+  BATCH,
+  md5hex,
+  plateObjects,
+  PROJECT,
+  SIBLINGS,
+  sourcePrefixes,
+  uploadAll,
+  writePlatesCsv,
+  type FixturePlate,
+} from '../helpers/fixtures.js';
+import { startServer, testServerNames, type TestServer } from '../helpers/servers.js';
+
+async function getBytes(client: S3Client, bucket: string, key: string): Promise<Buffer> {
+  const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  return Buffer.from(await r.Body!.transformToByteArray());
+}
+
+async function keysUnder(client: S3Client, bucket: string, prefix: string): Promise<string[]> {
+  const out: string[] = [];
+  let token: string | undefined;
+  do {
+    const page = await client.send(
+      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
+    );
+    for (const o of page.Contents ?? []) out.push(o.Key!);
+    token = page.NextContinuationToken;
+  } while (token);
+  return out.sort();
+}
+
+const tag = (p: FixturePlate) => `${PROJECT}_${BATCH}_${p.plateId}`;
+const coldKey = (p: FixturePlate, name: string) =>
+  `imaging_analysis/${PROJECT}/plates/${tag(p)}_${name}`;
+
+for (const name of testServerNames()) {
+  describe(`verify, collect-deletes, delete against ${name}`, () => {
+    let server: TestServer;
+    let client: S3Client;
+    let work: string;
+
+    before(async () => {
+      server = await startServer(name);
+      client = server.client();
+      work = await mkdtemp(join(tmpdir(), 'imgbackup-vd-test-'));
+    });
+    after(async () => {
+      await server?.close();
+      await rm(work, { recursive: true, force: true });
+    });
+
+    /** Fresh buckets with the given plates (and the 2058 siblings) uploaded. */
+    async function setup(plates: FixturePlate[]) {
+      const live = await server.newBucket('live');
+      const cold = await server.newBucket('cold');
+      const truth = new Map<string, Buffer>();
+      for (const p of [...plates, ...SIBLINGS]) {
+        const objs = plateObjects(p);
+        for (const [k, v] of objs) truth.set(k, v);
+        await uploadAll(client, live, objs);
+      }
+      const dir = await mkdtemp(join(work, 'case-'));
+      const csv = await writePlatesCsv(plates, dir);
+      const run = (cmd: string, extra: string[] = []) =>
+        runCli(
+          [
+            cmd,
+            '--plates',
+            csv,
+            '--project-name',
+            PROJECT,
+            '--batch-id',
+            BATCH,
+            '--bucket',
+            live,
+            '--cold-bucket',
+            cold,
+            ...(cmd === 'archive' ? ['--tmpdir', dir] : []),
+            ...extra,
+          ],
+          serverEnv(server),
+        );
+      return { live, cold, truth, dir, csv, run };
+    }
+
+    test('archive → verify → verify --deep → collect-deletes → delete removes exactly the archived keys', async () => {
+      const p1: FixturePlate = { plateId: '2058', plateIdFull: '2058' };
+      const p2: FixturePlate = { plateId: 'BR1', plateIdFull: 'BR1 Measurement 1' };
+      const { live, truth, dir, run } = await setup([p1, p2]);
+      assert.equal((await run('archive')).code, 0);
+
+      // After the archive: one key added, one overwritten with other bytes of the same size.
+      const [images1] = sourcePrefixes(p1) as [string];
+      const added = `${images1}added-after-archive.tif`;
+      const overwritten = `${images1}r01c01f01p01-ch1sk1fk1fl1.tiff`;
+      await client.send(new PutObjectCommand({ Bucket: live, Key: added, Body: 'new' }));
+      const size = truth.get(overwritten)!.length;
+      await client.send(
+        new PutObjectCommand({ Bucket: live, Key: overwritten, Body: Buffer.alloc(size, 7) }),
+      );
+
+      const v = await run('verify');
+      assert.equal(v.code, 0, v.stderr + v.stdout);
+      assert.ok(v.stderr.includes(added) || v.stdout.includes(added), 'verify names the added key');
+      assert.ok(
+        v.stderr.includes(overwritten) || v.stdout.includes(overwritten),
+        'verify names the overwritten key',
+      );
+      const deep = await run('verify', ['--deep', '--json']);
+      assert.equal(deep.code, 0, deep.stderr + deep.stdout);
+      const lines = deep.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Record<string, unknown>);
+      assert.deepEqual(
+        lines.filter((l) => l.type === 'plate').map((l) => l.status),
+        ['verified', 'verified'],
+      );
+
+      const out = join(dir, 'delete_s3.sh');
+      const c = await run('collect-deletes', ['--out', out]);
+      assert.equal(c.code, 0, c.stderr);
+      const script = await readFile(out, 'utf8');
+      assert.equal(script.trim().split('\n').length, 8);
+      const plan = (await readFile(join(dir, 'delete_s3.plan.jsonl'), 'utf8'))
+        .trim()
+        .split('\n')
+        .map(
+          (l) =>
+            JSON.parse(l) as {
+              key: string;
+              size: number;
+              etag: string;
+              plate: string;
+              bucket: string;
+            },
+        );
+      const archivedKeys = [...truth.keys()].filter(
+        (k) =>
+          [...sourcePrefixes(p1), ...sourcePrefixes(p2)].some((pre) => k.startsWith(pre)) &&
+          !k.endsWith('/'),
+      );
+      assert.deepEqual(
+        plan.map((l) => l.key).sort(),
+        archivedKeys.filter((k) => k !== overwritten).sort(),
+      );
+      for (const l of plan) assert.equal(l.etag, md5hex(truth.get(l.key)!));
+
+      const d = await run('delete', ['--yes']);
+      assert.equal(d.code, 0, d.stderr + d.stdout);
+      const left = [
+        ...(await keysUnder(client, live, `projects/${PROJECT}/${BATCH}/`)),
+        ...(await keysUnder(client, live, `projects/${PROJECT}/workspace/analysis/`)),
+        ...(await keysUnder(client, live, `projects/${PROJECT}/workspace/backend/`)),
+      ];
+      const siblingKeys = [...truth.keys()].filter((k) =>
+        SIBLINGS.some((s) => sourcePrefixes(s).some((pre) => k.startsWith(pre))),
+      );
+      assert.deepEqual(left.sort(), [added, overwritten, ...siblingKeys].sort());
+      // Re-running finds nothing left to delete and fails nothing.
+      const again = await run('delete', ['--yes']);
+      assert.equal(again.code, 0, again.stderr);
+    });
+
+    test('an altered tarball fails verify --deep and delete refuses that plate only', async () => {
+      const bad: FixturePlate = { plateId: '2058', plateIdFull: '2058' };
+      const good: FixturePlate = { plateId: 'G1', plateIdFull: 'G1' };
+      const { live, cold, truth, run } = await setup([bad, good]);
+      assert.equal((await run('archive')).code, 0);
+      assert.equal((await run('verify')).code, 0);
+      // One byte altered, and its .etag made to agree, so only reading the bytes can tell.
+      const key = coldKey(bad, 'images_illum_analysis.tar.gz');
+      const data = await getBytes(client, cold, key);
+      const mid = Math.floor(data.length / 2);
+      data[mid] = data[mid]! ^ 0x01;
+      await client.send(new PutObjectCommand({ Bucket: cold, Key: key, Body: data }));
+      const head = await client.send(new HeadObjectCommand({ Bucket: cold, Key: key }));
+      await client.send(
+        new PutObjectCommand({
+          Bucket: cold,
+          Key: `${key}.etag`,
+          Body: `${head.ETag!.replace(/"/g, '')}\n`,
+        }),
+      );
+      const v = await run('verify', ['--deep']);
+      assert.equal(v.code, 3, v.stderr + v.stdout);
+      assert.match(v.stdout, /2058\s+mismatch/);
+      assert.match(v.stdout, /G1\s+verified/);
+
+      const d = await run('delete', ['--yes']);
+      assert.equal(d.code, 1, d.stderr + d.stdout);
+      assert.match(d.stdout, /2058\s+failed.*not verified/);
+      assert.match(d.stdout, /G1\s+deleted/);
+      for (const pre of sourcePrefixes(bad)) {
+        const expected = [...truth.keys()].filter((k) => k.startsWith(pre)).sort();
+        assert.deepEqual(
+          await keysUnder(client, live, pre),
+          expected,
+          `nothing of 2058 deleted under ${pre}`,
+        );
+      }
+      for (const pre of sourcePrefixes(good))
+        assert.deepEqual(await keysUnder(client, live, pre), []);
+    });
+
+    test('a plan naming a key outside its plate is refused; prefix siblings are never deleted', async () => {
+      const p: FixturePlate = { plateId: '2058', plateIdFull: '2058' };
+      const { live, truth, dir, run } = await setup([p]);
+      assert.equal((await run('archive')).code, 0);
+      assert.equal((await run('verify')).code, 0);
+      const out = join(dir, 'delete_s3.sh');
+      assert.equal((await run('collect-deletes', ['--out', out])).code, 0);
+      const planFile = join(dir, 'delete_s3.plan.jsonl');
+      const sibling = [...truth.keys()].find((k) =>
+        k.startsWith(sourcePrefixes(SIBLINGS[0]!)[0]!),
+      )!;
+      const tampered = `${await readFile(planFile, 'utf8')}${JSON.stringify({ plate: '2058', bucket: live, key: sibling, size: truth.get(sibling)!.length, etag: md5hex(truth.get(sibling)!) })}\n`;
+      await writeFile(planFile, tampered);
+      const d = await run('delete', ['--yes', '--plan', planFile]);
+      assert.equal(d.code, 1);
+      assert.match(d.stdout, /2058\s+failed.*outside the plate's four sources/);
+      const before = await keysUnder(client, live, 'projects/');
+      assert.ok(before.includes(sibling));
+      for (const pre of sourcePrefixes(p))
+        assert.ok((await keysUnder(client, live, pre)).length > 0, 'plate 2058 untouched');
+      // The untampered run deletes 2058 and none of 20586 / 2058-old.
+      assert.equal((await run('delete', ['--yes'])).code, 0);
+      for (const s of SIBLINGS) {
+        for (const pre of sourcePrefixes(s)) {
+          const expected = [...truth.keys()].filter((k) => k.startsWith(pre)).sort();
+          assert.deepEqual(await keysUnder(client, live, pre), expected);
+        }
+      }
+    });
+
+    test('the collected delete_s3.sh passes each prefix as one argument, whatever the plate id holds', async () => {
+      const evil: FixturePlate = {
+        plateId: `q"$(touch PWNED)'x`,
+        plateIdFull: `q"$(touch PWNED)'x \`id\``,
+      };
+      const { live, dir, run } = await setup([evil]);
+      assert.equal((await run('archive')).code, 0);
+      assert.equal((await run('verify')).code, 0);
+      const out = join(dir, 'delete_s3.sh');
+      assert.equal((await run('collect-deletes', ['--out', out])).code, 0);
+      const bin = join(dir, 'bin');
+      await mkdir(bin);
+      const argvFile = join(dir, 'argv');
+      await writeFile(
+        join(bin, 'aws'),
+        `#!/bin/sh\nfor a in "$@"; do printf '%s\\0' "$a"; done >> "${argvFile}"\nprintf '\\n' >> "${argvFile}"\n`,
+      );
+      await chmod(join(bin, 'aws'), 0o755);
+      execFileSync('bash', [out], { cwd: dir, env: { PATH: `${bin}:/usr/bin:/bin` } });
+      const calls = (await readFile(argvFile, 'utf8'))
+        .trim()
+        .split('\n')
+        .map((l) => l.split('\0').filter(Boolean));
+      assert.deepEqual(
+        calls,
+        sourcePrefixes(evil).map((pre) => ['s3', 'rm', '--recursive', `s3://${live}/${pre}`]),
+      );
+      assert.ok(!(await readdir(dir)).includes('PWNED'), 'no command ran from the plate id');
+    });
+
+    test('an archive made by the old bash script verifies (listings cut at spaces)', async () => {
+      const live = await server.newBucket('live');
+      const cold = await server.newBucket('cold');
+      const p: FixturePlate = { plateId: 'OLD1', plateIdFull: 'OLD1 Measurement 1' };
+      const T = tag(p);
+      const objs = new Map<string, Buffer>([
+        [
+          `projects/${PROJECT}/${BATCH}/images/${p.plateIdFull}/r01 c01.tiff`,
+          Buffer.from('image one\n'),
+        ],
+        [
+          `projects/${PROJECT}/${BATCH}/images/${p.plateIdFull}/r02.tiff`,
+          Buffer.from('image two!\n'),
+        ],
+        [`projects/${PROJECT}/${BATCH}/illum/${p.plateId}/illum.npy`, Buffer.from('illum')],
+        [
+          `projects/${PROJECT}/workspace/analysis/${BATCH}/${p.plateId}/Cells.csv`,
+          Buffer.from('a,b\n'),
+        ],
+        [
+          `projects/${PROJECT}/workspace/backend/${BATCH}/${p.plateId}/${p.plateId}.sqlite`,
+          Buffer.from('sqlite'),
+        ],
+      ]);
+      await uploadAll(client, live, objs);
+      // Rebuild what aws_backup.sh made: a downloaded tree, tar -czf, md5sum, listings via cut.
+      const dir = await mkdtemp(join(work, 'old-'));
+      for (const [k, v] of objs) {
+        const f = join(dir, T, k.slice('projects/'.length));
+        await mkdir(join(f, '..'), { recursive: true });
+        await writeFile(f, v);
+      }
+      const groups: Record<string, string[]> = {
+        images_illum_analysis: [
+          `${T}/${PROJECT}/${BATCH}/images/${p.plateIdFull}`,
+          `${T}/${PROJECT}/${BATCH}/illum/${p.plateId}`,
+          `${T}/${PROJECT}/workspace/analysis/${BATCH}/${p.plateId}`,
+        ],
+        backend: [`${T}/${PROJECT}/workspace/backend/${BATCH}/${p.plateId}`],
+      };
+      for (const [g, dirs] of Object.entries(groups)) {
+        const name = `${T}_${g}.tar.gz`;
+        execFileSync('tar', ['-czf', name, ...dirs], { cwd: dir });
+        const data = await readFile(join(dir, name));
+        const key = coldKey(p, `${g}.tar.gz`);
+        await client.send(new PutObjectCommand({ Bucket: cold, Key: key, Body: data }));
+        const md5 = execFileSync('md5sum', [name], { cwd: dir }).toString();
+        await client.send(new PutObjectCommand({ Bucket: cold, Key: `${key}.md5`, Body: md5 }));
+        const head = await client.send(new HeadObjectCommand({ Bucket: cold, Key: key }));
+        await client.send(
+          new PutObjectCommand({
+            Bucket: cold,
+            Key: `${key}.etag`,
+            Body: `${head.ETag!.replace(/"/g, '')}\n`,
+          }),
+        );
+      }
+      const oldListing = Buffer.concat(
+        [...objs]
+          .map(([k, v]) =>
+            Buffer.from(`${k.slice('projects/'.length).split(' ')[0]}\t${v.length}\n`),
+          )
+          .sort(Buffer.compare),
+      );
+      const backup = `projects/${PROJECT}/workspace/backup/${T}`;
+      for (const [k, body] of [
+        [`${backup}_file_listing_s3.txt`, oldListing],
+        [`${backup}_file_listing_tar.txt`, oldListing],
+        [`${backup}_delete_s3.sh`, Buffer.from('aws s3 rm --recursive "s3://x/y"\n')],
+      ] as const) {
+        await client.send(new PutObjectCommand({ Bucket: live, Key: k, Body: body }));
+      }
+      await client.send(
+        new PutObjectCommand({
+          Bucket: cold,
+          Key: coldKey(p, 'file_listing_untrimmed_s3.txt'),
+          Body: 'raw\n',
+        }),
+      );
+      const csv = await writePlatesCsv([p], dir);
+      const args = [
+        '--plates',
+        csv,
+        '--project-name',
+        PROJECT,
+        '--batch-id',
+        BATCH,
+        '--bucket',
+        live,
+        '--cold-bucket',
+        cold,
+      ];
+      const v = await runCli(['verify', ...args], serverEnv(server));
+      assert.equal(v.code, 0, v.stderr + v.stdout);
+      const deep = await runCli(['verify', '--deep', ...args], serverEnv(server));
+      assert.equal(deep.code, 0, deep.stderr + deep.stdout);
+      assert.match(deep.stdout, /OLD1\s+verified/);
+      // Deleting it removes exactly its five keys, found by their whole names.
+      const d = await runCli(['delete', '--yes', ...args], serverEnv(server));
+      assert.equal(d.code, 0, d.stderr + d.stdout);
+      for (const k of objs.keys()) {
+        const h = await client
+          .send(new HeadObjectCommand({ Bucket: live, Key: k }))
+          .catch(() => undefined);
+        assert.equal(h?.ETag, undefined, `${k} deleted\n${d.stdout}${d.stderr}`);
+      }
+    });
+  });
+}
