@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { Transform } from 'node:stream';
+import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import * as tar from 'tar-stream';
@@ -9,6 +9,7 @@ import { normalizedListing, parseListing, type ListingEntry } from '../integrity
 import { outputKeys, plateLayout, type LayoutOptions, type PlateLayout } from '../layout/layout.js';
 import { plateLogger, type Logger } from '../log/log.js';
 import type { PlateRow } from '../plates/plates-csv.js';
+import { objectChunks } from '../s3/read-object.js';
 import type { ObjectInfo, S3Store } from '../s3/store.js';
 import {
   compareSources,
@@ -197,7 +198,10 @@ async function readTarball(
   const whole = createHash('md5');
   const members: ListingEntry[] = [];
   const problems: string[] = [];
-  const { body } = await store.get(L.coldBucket, key);
+  const head = await store.head(L.coldBucket, key);
+  if (!head) throw new VerificationError(`${key} is missing`);
+  // Read like a source object: resumed if cut, and refused if it changes while being read.
+  const body = Readable.from(objectChunks(store, L.coldBucket, head));
   const extract = tar.extract();
   const tagPrefix = `${L.tag}/`;
   const consume = (async () => {
@@ -229,6 +233,8 @@ async function readTarball(
   try {
     await Promise.all([pipeline(body, tap, createGunzip(), extract), consume]);
   } catch (err) {
+    // A read that failed is not a verdict on the tarball; bytes that do not parse are.
+    if (err instanceof PlateError || store.signal.aborted) throw err;
     throw new VerificationError(`${key}: not a readable tar.gz (${(err as Error).message})`);
   }
   return { md5: whole.digest('hex'), members, problems };

@@ -174,8 +174,27 @@ export class S3Store {
     return (await this.getBuffer(bucket, key))?.toString('utf8');
   }
 
-  /** A single PUT. `contentMd5` makes S3 refuse bytes that changed on the way (BadDigest). */
+  /**
+   * A single PUT. `contentMd5` makes S3 refuse bytes that changed on the way (BadDigest). With
+   * `ifNoneMatch`, a 412 for an object holding exactly these bytes is success: it is our own
+   * earlier attempt whose response was lost before the SDK retried.
+   */
   async put(
+    bucket: string,
+    key: string,
+    body: Buffer | string,
+    opts: { contentMd5?: Buffer; ifNoneMatch?: boolean; contentType?: string } = {},
+  ): Promise<void> {
+    try {
+      await this.putOnce(bucket, key, body, opts);
+    } catch (err) {
+      if (!opts.ifNoneMatch || httpStatus(err) !== 412) throw err;
+      const there = await this.getBuffer(bucket, key);
+      if (!there || !there.equals(Buffer.isBuffer(body) ? body : Buffer.from(body))) throw err;
+    }
+  }
+
+  private async putOnce(
     bucket: string,
     key: string,
     body: Buffer | string,

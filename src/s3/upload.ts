@@ -1,5 +1,5 @@
 import { open } from 'node:fs/promises';
-import { CLEANUP_TIMEOUT_MS, type S3Store } from './store.js';
+import { CLEANUP_TIMEOUT_MS, httpStatus, s3ErrorCode, type S3Store } from './store.js';
 
 /** Parts uploaded at once per tarball: enough to hide latency; memory is this × part size. */
 export const UPLOAD_QUEUE_SIZE = 4;
@@ -71,13 +71,19 @@ export async function uploadFile(store: S3Store, input: UploadFileInput): Promis
       const settled = await Promise.allSettled(workers);
       const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
       if (failed) throw stop.signal.reason ?? failed.reason;
-      await store.completeMultipart(
-        bucket,
-        key,
-        uploadId,
-        etags.map((ETag, i) => ({ PartNumber: i + 1, ETag })),
-        { ifNoneMatch: true },
-      );
+      try {
+        await store.completeMultipart(
+          bucket,
+          key,
+          uploadId,
+          etags.map((ETag, i) => ({ PartNumber: i + 1, ETag })),
+          { ifNoneMatch: true },
+        );
+      } catch (err) {
+        // A retried Complete whose first attempt succeeded (response lost) answers 412 or
+        // NoSuchUpload; the caller's HEAD + ETag check then tells our object from another.
+        if (httpStatus(err) !== 412 && s3ErrorCode(err) !== 'NoSuchUpload') throw err;
+      }
     } catch (err) {
       const cleanup = store.withSignal(AbortSignal.timeout(CLEANUP_TIMEOUT_MS));
       await cleanup.abortMultipart(bucket, key, uploadId).catch(() => {

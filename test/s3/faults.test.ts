@@ -1,0 +1,161 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { runCli, serverEnv } from '../helpers/cli.js';
+import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
+import {
+  BATCH,
+  PLATE_A,
+  PLATE_B,
+  plateObjects,
+  PROJECT,
+  readTree,
+  SIBLINGS,
+  sourcePrefixes,
+  uploadAll,
+  writePlatesCsv,
+  type FixturePlate,
+  type GroundTruth,
+} from '../helpers/fixtures.js';
+import { startServer, testServerNames, type TestServer } from '../helpers/servers.js';
+
+const FAULT_RATE = 0.05;
+
+async function getBytes(client: S3Client, bucket: string, key: string): Promise<Buffer> {
+  const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  return Buffer.from(await r.Body!.transformToByteArray());
+}
+
+async function keysUnder(client: S3Client, bucket: string, prefix: string): Promise<string[]> {
+  const out: string[] = [];
+  let token: string | undefined;
+  do {
+    const page = await client.send(
+      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
+    );
+    for (const o of page.Contents ?? []) out.push(o.Key!);
+    token = page.NextContinuationToken;
+  } while (token);
+  return out.sort();
+}
+
+const tag = (p: FixturePlate) => `${PROJECT}_${BATCH}_${p.plateId}`;
+
+for (const name of testServerNames()) {
+  describe(`through a fault-injecting proxy (${FAULT_RATE * 100} % faults) against ${name}`, () => {
+    let server: TestServer;
+    let proxy: FaultProxy;
+    let client: S3Client;
+    let work: string;
+
+    before(async () => {
+      server = await startServer(name);
+      client = server.client(); // the test's own client goes straight to the server
+      proxy = await startFaultProxy(server.endpoint, { rate: FAULT_RATE, seed: 20261126 });
+      work = await mkdtemp(join(tmpdir(), 'imgbackup-faults-'));
+    });
+    after(async () => {
+      await proxy?.close();
+      await server?.close();
+      await rm(work, { recursive: true, force: true });
+    });
+
+    test('archive, verify --deep and delete of three plates finish with byte-identical results', async () => {
+      const live = await server.newBucket('live');
+      const cold = await server.newBucket('cold');
+      const plates: FixturePlate[] = [
+        PLATE_A,
+        PLATE_B,
+        { plateId: 'F3', plateIdFull: 'F3 Measurement 1' },
+      ];
+      const truth = new Map<FixturePlate, GroundTruth>();
+      for (const p of [...plates, ...SIBLINGS]) {
+        truth.set(p, plateObjects(p, { manyFiles: 300, bigFile: 12 * 1024 * 1024 }));
+        await uploadAll(client, live, truth.get(p)!);
+      }
+      const csv = await writePlatesCsv(plates, work);
+      const tmp = await mkdtemp(join(work, 'tmp-'));
+      const env = { ...serverEnv(server), AWS_ENDPOINT_URL: proxy.endpoint };
+      const common = [
+        '--plates',
+        csv,
+        '--project-name',
+        PROJECT,
+        '--batch-id',
+        BATCH,
+        '--bucket',
+        live,
+        '--cold-bucket',
+        cold,
+        '--max-attempts',
+        '8',
+      ];
+
+      const a = await runCli(['archive', ...common, '--tmpdir', tmp, '--max-procs', '3'], env);
+      assert.equal(a.code, 0, a.stdout + a.stderr);
+      assert.deepEqual(await readdir(tmp), []);
+      const v = await runCli(['verify', '--deep', ...common], env);
+      assert.equal(v.code, 0, v.stdout + v.stderr);
+
+      // Byte-identical: GNU tar rebuilds every uploaded file of every plate, nothing else.
+      for (const p of plates) {
+        const dir = await mkdtemp(join(work, `x-${p.plateId}-`));
+        for (const t of ['images_illum_analysis', 'backend']) {
+          const file = join(work, `${p.plateId}-${t}.tar.gz`);
+          await writeFile(
+            file,
+            await getBytes(
+              client,
+              cold,
+              `imaging_analysis/${PROJECT}/plates/${tag(p)}_${t}.tar.gz`,
+            ),
+          );
+          execFileSync('tar', ['xzf', file, '--strip-components=1', '-C', dir]);
+        }
+        const tree = await readTree(dir);
+        const expected = [...truth.get(p)!].filter(([k]) => !k.endsWith('/'));
+        assert.equal(tree.size, expected.length, `${p.plateId}: file count`);
+        for (const [k, bytes] of expected)
+          assert.ok(tree.get(k.slice('projects/'.length))?.equals(bytes), `${k} differs`);
+      }
+
+      const d = await runCli(['delete', '--yes', ...common], env);
+      assert.equal(d.code, 0, d.stdout + d.stderr);
+      for (const p of plates) {
+        for (const pre of sourcePrefixes(p)) {
+          const markers = [...truth.get(p)!.keys()].filter(
+            (k) => k.startsWith(pre) && k.endsWith('/'),
+          );
+          assert.deepEqual(
+            await keysUnder(client, live, pre),
+            markers.sort(),
+            `${pre} emptied but for folder markers`,
+          );
+        }
+      }
+      for (const s of SIBLINGS) {
+        for (const pre of sourcePrefixes(s)) {
+          assert.deepEqual(
+            await keysUnder(client, live, pre),
+            [...truth.get(s)!.keys()].filter((k) => k.startsWith(pre)).sort(),
+          );
+        }
+      }
+      const total = Object.values(proxy.injected).reduce((n, x) => n + x, 0);
+      assert.ok(
+        total >= 10,
+        `faults were injected: ${JSON.stringify(proxy.injected)} of ${proxy.requests}`,
+      );
+      for (const kind of ['slowdown', 'internal', 'reset', 'cut'] as const) {
+        assert.ok(
+          proxy.injected[kind] > 0,
+          `${kind} injected at least once: ${JSON.stringify(proxy.injected)}`,
+        );
+      }
+    });
+  });
+}
