@@ -3,6 +3,7 @@ import { rm } from 'node:fs/promises';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
+import { PlateError } from '../errors.js';
 import { EtagHasher, type EtagResult } from '../integrity/etag.js';
 import { GzipBlocks } from './gzip-blocks.js';
 
@@ -63,17 +64,21 @@ export class TarballWriter {
   private readonly hasher: EtagHasher;
   private readonly done: Promise<void>;
   private failure: unknown;
+  private created = false;
   readonly entries: WrittenEntry[] = [];
 
   constructor(readonly opts: TarballOptions) {
     this.hasher = new EtagHasher(opts.partSize);
+    // 'wx': never write over a file this writer did not create (another run, a killed run).
+    const out = createWriteStream(opts.path, { flags: 'wx' });
+    out.on('open', () => (this.created = true));
     const stages: NodeJS.ReadWriteStream[] = [];
     if (opts.level !== undefined) stages.push(new GzipBlocks(opts.level));
     this.done = pipeline(
       this.pack,
       ...(stages as [NodeJS.ReadWriteStream]),
       new HashTap(this.hasher),
-      createWriteStream(opts.path, { flags: 'wx' }),
+      out,
       ...(opts.signal ? [{ signal: opts.signal }] : []),
     );
     this.done.catch((err: unknown) => {
@@ -132,7 +137,18 @@ export class TarballWriter {
   }
 
   private throwIfFailed(): void {
-    if (this.failure) throw this.failure;
+    const err = this.failure as NodeJS.ErrnoException | undefined;
+    if (err?.code === 'EEXIST') {
+      throw new PlateError(
+        `${this.opts.path} already exists (another run on this --tmpdir, or left by a killed run); remove it and re-run`,
+      );
+    }
+    if (err?.code === 'ENOSPC') {
+      throw new PlateError(
+        `${this.opts.path}: no space left on the --tmpdir device; free space or lower --max-procs`,
+      );
+    }
+    if (err) throw err;
   }
 
   /** Ends the tar and waits until every byte is on disk. */
@@ -147,6 +163,6 @@ export class TarballWriter {
   async discard(): Promise<void> {
     this.pack.destroy();
     await this.done.catch(() => {});
-    await rm(this.opts.path, { force: true });
+    if (this.created) await rm(this.opts.path, { force: true });
   }
 }

@@ -46,6 +46,10 @@ export interface ArchiveOptions {
   log: Logger;
   /** Called with each chunk of source bytes written into a tarball. */
   progress?: (plateId: string, bytes: number) => void;
+  /** Called once a plate's sources are listed, with the source bytes it will write. */
+  onPlan?: (plateId: string, totalBytes: number) => void;
+  /** List and report what would be archived; write nothing, locally or on S3. */
+  dryRun?: boolean;
 }
 
 /** Per plate: 16 GETs ahead, up to 64 MiB buffered, objects over 16 MiB streamed. */
@@ -143,6 +147,27 @@ export async function archivePlate(
   }
   const bytesIn = files.reduce((n, o) => n + o.size, 0);
   log.info({ files: files.length, bytes: bytesIn }, 'listed sources');
+  if (opts.dryRun) {
+    const tarballs = L.tarballs.map((t) => {
+      const tFiles = sourceFiles(listed.filter((l) => t.sources.includes(l.source)));
+      return {
+        bucket: L.coldBucket,
+        key: t.key,
+        files: tFiles.length,
+        bytes: tFiles.reduce((n, o) => n + o.size, 0),
+      };
+    });
+    return {
+      ...base,
+      status: 'planned',
+      message: `dry run: would write ${tarballs.map((t) => `s3://${t.bucket}/${t.key}`).join(', ')}`,
+      files: files.length,
+      bytesIn,
+      bytesOut: 0,
+      details: { dryRun: true, tarballs },
+    };
+  }
+  opts.onPlan?.(plate.plateId, bytesIn);
 
   const built: BuiltTarball[] = [];
   const uploads: Promise<void>[] = [];
@@ -163,7 +188,8 @@ export async function archivePlate(
     throw err;
   } finally {
     await Promise.allSettled(uploads);
-    await Promise.all(L.tarballs.map((t) => rm(join(opts.tmpdir, t.fileName), { force: true })));
+    // Only the tarballs this plate wrote; a partial one was already removed by its writer.
+    await Promise.all(built.map((b) => rm(b.path, { force: true })));
   }
 
   const s3Listing = normalizedListing(

@@ -239,6 +239,27 @@ for (const name of testServerNames()) {
       assert.deepEqual(await readdir(tmp), []);
     });
 
+    test('a file already in the tmpdir under a tarball name fails that plate and is left alone', async () => {
+      const tmp = await mkdtemp(join(work, 'tmp-'));
+      const stale = join(tmp, `${tag(SIBLINGS[1]!)}_images_illum_analysis.tar.gz`);
+      await writeFile(stale, 'not ours');
+      const csv = await writePlatesCsv([SIBLINGS[1]!], work);
+      const r = await runCli(args(csv, tmp), serverEnv(server));
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      assert.match(r.stdout, /2058-old\s+failed.*already exists.*remove it and re-run/);
+      assert.deepEqual(await readdir(tmp), [`${tag(SIBLINGS[1]!)}_images_illum_analysis.tar.gz`]);
+      assert.equal((await import('node:fs')).readFileSync(stale, 'utf8'), 'not ours');
+      const head = await client
+        .send(
+          new HeadObjectCommand({
+            Bucket: coldBucket,
+            Key: cold(SIBLINGS[1]!, 'images_illum_analysis.tar.gz'),
+          }),
+        )
+        .catch(() => undefined);
+      assert.equal(head, undefined, 'nothing uploaded for that plate');
+    });
+
     test('a plate with no objects fails clearly; the others still run', async () => {
       const tmp = await mkdtemp(join(work, 'tmp-'));
       const csv = await writePlatesCsv(
