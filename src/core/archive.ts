@@ -24,7 +24,7 @@ import {
 import { plateLogger, type Logger } from '../log/log.js';
 import type { PlateRow } from '../plates/plates-csv.js';
 import { ArchivedObjectError, objectChunks, readObject } from '../s3/read-object.js';
-import type { ObjectInfo, S3Store } from '../s3/store.js';
+import { CLEANUP_TIMEOUT_MS, type ObjectInfo, type S3Store } from '../s3/store.js';
 import { uploadFile } from '../s3/upload.js';
 import { readAhead, type ReadAheadOptions } from './read-ahead.js';
 import {
@@ -170,65 +170,71 @@ export async function archivePlate(
   opts.onPlan?.(plate.plateId, bytesIn);
 
   const built: BuiltTarball[] = [];
-  const uploads: Promise<void>[] = [];
   try {
-    for (const t of L.tarballs) {
-      const tListed = listed.filter((l) => t.sources.includes(l.source));
-      const tb = await buildTarball(store, opts, L, t, tListed, plate.plateId, log);
-      built.push(tb);
-      // Upload while the next tarball is being written.
-      const up = uploadAndCheck(store, L, tb, log);
-      up.catch(() => {});
-      uploads.push(up);
+    const uploads: Promise<void>[] = [];
+    try {
+      for (const t of L.tarballs) {
+        const tListed = listed.filter((l) => t.sources.includes(l.source));
+        const tb = await buildTarball(store, opts, L, t, tListed, plate.plateId, log);
+        built.push(tb);
+        // Upload while the next tarball is being written.
+        const up = uploadAndCheck(store, L, tb, log);
+        up.catch(() => {});
+        uploads.push(up);
+      }
+      await Promise.all(uploads);
+    } catch (err) {
+      if (err instanceof ArchivedObjectError)
+        throw await archivedError(store, L.bucket, files, log, err);
+      throw err;
+    } finally {
+      await Promise.allSettled(uploads);
+      // Only the tarballs this plate wrote; a partial one was already removed by its writer.
+      await Promise.all(built.map((b) => rm(b.path, { force: true })));
     }
-    await Promise.all(uploads);
-  } catch (err) {
-    if (err instanceof ArchivedObjectError)
-      throw await archivedError(store, L.bucket, files, log, err);
-    throw err;
-  } finally {
-    await Promise.allSettled(uploads);
-    // Only the tarballs this plate wrote; a partial one was already removed by its writer.
-    await Promise.all(built.map((b) => rm(b.path, { force: true })));
-  }
 
-  const s3Listing = normalizedListing(
-    files.map((o) => ({ path: listingPath(o.key), size: o.size })),
-  );
-  const tarListing = built.map((b) => b.tarListing).join('');
-  const sortedTar = normalizedListing(
-    tarListing
-      .split('\n')
-      .filter(Boolean)
-      .map((line) => {
-        const tab = line.lastIndexOf('\t');
-        return { path: line.slice(0, tab), size: Number(line.slice(tab + 1)) };
-      }),
-  );
-  if (sortedTar !== s3Listing) {
-    throw new PlateError('the tarballs do not hold exactly the listed files (internal check)');
-  }
-  const raw = listed.flatMap((l) => l.objects.map(rawListingLine)).join('');
-  const put = (bucket: string, key: string, text: string) =>
-    store.put(bucket, key, text, { ifNoneMatch: true, contentType: 'text/plain; charset=utf-8' });
-  await put(L.coldBucket, L.untrimmedListingKey, raw);
-  await put(L.bucket, L.s3ListingKey, s3Listing);
-  await put(L.bucket, L.tarListingKey, sortedTar);
-  await put(
-    L.bucket,
-    L.etagListingKey,
-    etagListing(files.map((o) => ({ path: listingPath(o.key), size: o.size, etag: o.etag }))),
-  );
-  // Last: its presence marks the plate's archive complete.
-  await put(
-    L.bucket,
-    L.deleteScriptKey,
-    deleteScript(
+    const s3Listing = normalizedListing(
+      files.map((o) => ({ path: listingPath(o.key), size: o.size })),
+    );
+    const tarListing = built.map((b) => b.tarListing).join('');
+    const sortedTar = normalizedListing(
+      tarListing
+        .split('\n')
+        .filter(Boolean)
+        .map((line) => {
+          const tab = line.lastIndexOf('\t');
+          return { path: line.slice(0, tab), size: Number(line.slice(tab + 1)) };
+        }),
+    );
+    if (sortedTar !== s3Listing) {
+      throw new PlateError('the tarballs do not hold exactly the listed files (internal check)');
+    }
+    const raw = listed.flatMap((l) => l.objects.map(rawListingLine)).join('');
+    const put = (bucket: string, key: string, text: string) =>
+      store.put(bucket, key, text, { ifNoneMatch: true, contentType: 'text/plain; charset=utf-8' });
+    await put(L.coldBucket, L.untrimmedListingKey, raw);
+    await put(L.bucket, L.s3ListingKey, s3Listing);
+    await put(L.bucket, L.tarListingKey, sortedTar);
+    await put(
       L.bucket,
-      L.sources.map((s) => s.prefix),
-    ),
-  );
-
+      L.etagListingKey,
+      etagListing(files.map((o) => ({ path: listingPath(o.key), size: o.size, etag: o.etag }))),
+    );
+    // Last: its presence marks the plate's archive complete.
+    await put(
+      L.bucket,
+      L.deleteScriptKey,
+      deleteScript(
+        L.bucket,
+        L.sources.map((s) => s.prefix),
+      ),
+    );
+  } catch (err) {
+    // Nothing existed when the plate started, so whatever is there now is this run's own
+    // partial output: remove it so a re-run starts clean instead of finding a partial archive.
+    await removeOutputs(store, L, probed);
+    throw err;
+  }
   return {
     ...base,
     status: 'archived',
@@ -302,6 +308,18 @@ async function* countBytes(body: AsyncIterable<Buffer>, add: (n: number) => void
   for await (const c of body) {
     add(c.length);
     yield c;
+  }
+}
+
+async function removeOutputs(
+  store: S3Store,
+  L: PlateLayout,
+  keys: { bucket: string; key: string }[],
+) {
+  const cleanup = store.withSignal(AbortSignal.timeout(CLEANUP_TIMEOUT_MS));
+  for (const bucket of [L.coldBucket, L.bucket]) {
+    const mine = keys.filter((k) => k.bucket === bucket).map((k) => ({ key: k.key }));
+    await cleanup.deleteBatch(bucket, mine).catch(() => {});
   }
 }
 

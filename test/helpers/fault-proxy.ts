@@ -27,6 +27,8 @@ export interface FaultProxyOptions {
   seed?: number;
   /** Requests whose method and path match are never faulted (e.g. the test's own setup). */
   spare?: (req: IncomingMessage) => boolean;
+  /** A fixed S3 error answer for matching requests (e.g. an object in an archive tier). */
+  answer?: (req: IncomingMessage) => { status: number; code: string; message: string } | undefined;
 }
 
 function rng(seed: number): () => number {
@@ -59,6 +61,12 @@ export async function startFaultProxy(
   const state = { requests: 0 };
   const server: Server = createServer((req, res) => {
     state.requests += 1;
+    const fixed = opts.answer?.(req);
+    if (fixed) {
+      req.resume();
+      req.on('end', () => s3Error(res, fixed.status, fixed.code, fixed.message));
+      return;
+    }
     let fault: Fault | undefined;
     if (!opts.spare?.(req) && random() < opts.rate) {
       fault = kinds[Math.floor(random() * kinds.length)];

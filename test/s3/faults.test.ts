@@ -157,5 +157,60 @@ for (const name of testServerNames()) {
         );
       }
     });
+
+    test('a source object in an archive tier fails its plate, naming the key to restore', async () => {
+      const live = await server.newBucket('live');
+      const cold = await server.newBucket('cold');
+      const p: FixturePlate = { plateId: 'ARCH1', plateIdFull: 'ARCH1' };
+      const objects = plateObjects(p);
+      await uploadAll(client, live, objects);
+      await uploadAll(client, live, plateObjects(PLATE_B));
+      const archivedKey = [...objects.keys()].find((k) => k.endsWith('.sqlite'))!;
+      const glacier = await startFaultProxy(server.endpoint, {
+        rate: 0,
+        answer: (req) =>
+          req.method === 'GET' && decodeURIComponent(req.url ?? '').includes(archivedKey)
+            ? {
+                status: 403,
+                code: 'InvalidObjectState',
+                message: 'The operation is not valid for the object storage class',
+              }
+            : undefined,
+      });
+      try {
+        const csv = await writePlatesCsv([p, PLATE_B], work);
+        const tmp = await mkdtemp(join(work, 'tmp-'));
+        const env = { ...serverEnv(server), AWS_ENDPOINT_URL: glacier.endpoint };
+        const r = await runCli(
+          [
+            'archive',
+            '--plates',
+            csv,
+            '--project-name',
+            PROJECT,
+            '--batch-id',
+            BATCH,
+            '--bucket',
+            live,
+            '--cold-bucket',
+            cold,
+            '--tmpdir',
+            tmp,
+          ],
+          env,
+        );
+        assert.equal(r.code, 1, r.stdout + r.stderr);
+        assert.match(r.stdout, /ARCH1\s+failed.*need a restore first/);
+        assert.ok(r.stdout.includes(archivedKey), 'names the key to restore');
+        assert.match(r.stdout, /2058\s+archived/);
+        assert.deepEqual(await readdir(tmp), []);
+        assert.deepEqual(
+          await keysUnder(client, cold, `imaging_analysis/${PROJECT}/plates/${tag(p)}`),
+          [],
+        );
+      } finally {
+        await glacier.close();
+      }
+    });
   });
 }
