@@ -53,6 +53,8 @@ export interface PlateLayout {
    * ETag at archive time, so a same-size overwrite after the archive is still detected.
    */
   etagListingKey: string;
+  /** Exists while archive writes a plate's outputs: a partial archive with it is ours to redo. */
+  inProgressKey: string;
   verifiedKey: string;
 }
 
@@ -78,9 +80,16 @@ export function plateLayout(opts: LayoutOptions, plate: PlateRef): PlateLayout {
   const coldDir = `imaging_analysis/${P}/plates/`;
   const backupDir = `${PROJECTS}${P}/workspace/backup/`;
   const tarball = (name: TarballName, sources: Source[]): TarballLayout => {
-    const fileName = `${tag}_${name}.tar.gz`;
-    const key = coldDir + fileName;
-    return { name, fileName, key, md5Key: `${key}.md5`, etagKey: `${key}.etag`, sources };
+    // SPEC: for tarball X.tar.gz the sums are X.md5 and X.etag (not X.tar.gz.md5).
+    const base = `${coldDir}${tag}_${name}`;
+    return {
+      name,
+      fileName: `${tag}_${name}.tar.gz`,
+      key: `${base}.tar.gz`,
+      md5Key: `${base}.md5`,
+      etagKey: `${base}.etag`,
+      sources,
+    };
   };
   return {
     plate,
@@ -97,6 +106,7 @@ export function plateLayout(opts: LayoutOptions, plate: PlateRef): PlateLayout {
     tarListingKey: `${backupDir}${tag}_file_listing_tar.txt`,
     deleteScriptKey: `${backupDir}${tag}_delete_s3.sh`,
     etagListingKey: `${backupDir}${tag}_file_etags_s3.txt`,
+    inProgressKey: `${backupDir}${tag}_archive_in_progress.json`,
     verifiedKey: `${backupDir}${tag}_verified.json`,
   };
 }

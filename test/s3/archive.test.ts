@@ -129,7 +129,9 @@ for (const name of testServerNames()) {
       assert.match(r.stdout, /BR00092655\s+archived/);
       assert.match(r.stdout, /2058\s+archived/);
       assert.deepEqual(await readdir(tmp), [], 'tmpdir is empty after the run');
+      // The tarballs in progress, and each plate's few-byte lock file.
       const allowed = [PLATE_A, PLATE_B].flatMap((p) => [
+        `${tag(p)}.lock`,
         `${tag(p)}_images_illum_analysis.tar.gz`,
         `${tag(p)}_backend.tar.gz`,
       ]);
@@ -147,11 +149,11 @@ for (const name of testServerNames()) {
           const file = join(work, `${p.plateId}-${t}.tar.gz`);
           await writeFile(file, data);
           execFileSync('tar', ['xzf', file, '--strip-components=1', '-C', extractDir]);
-          const md5 = (await getBytes(client, coldBucket, `${key}.md5`)).toString();
+          const md5 = (await getBytes(client, coldBucket, cold(p, `${t}.md5`))).toString();
           const md5sum = execFileSync('md5sum', [file]).toString().split(' ')[0];
           assert.equal(md5, `${md5sum}  ${tag(p)}_${t}.tar.gz\n`);
           const head = await client.send(new HeadObjectCommand({ Bucket: coldBucket, Key: key }));
-          const etag = (await getBytes(client, coldBucket, `${key}.etag`)).toString();
+          const etag = (await getBytes(client, coldBucket, cold(p, `${t}.etag`))).toString();
           assert.equal(etag, `${head.ETag!.replace(/"/g, '')}\n`);
           // S3's form (md5 of 8 MiB part md5s) or a plain md5, as some stores answer.
           assert.ok(
@@ -239,25 +241,30 @@ for (const name of testServerNames()) {
       assert.deepEqual(await readdir(tmp), []);
     });
 
-    test('a file already in the tmpdir under a tarball name fails that plate and is left alone', async () => {
+    test('a plate locked by a live process is left alone; a stale tarball without one is redone', async () => {
       const tmp = await mkdtemp(join(work, 'tmp-'));
-      const stale = join(tmp, `${tag(SIBLINGS[1]!)}_images_illum_analysis.tar.gz`);
-      await writeFile(stale, 'not ours');
-      const csv = await writePlatesCsv([SIBLINGS[1]!], work);
+      const p = SIBLINGS[1]!;
+      const stale = join(tmp, `${tag(p)}_images_illum_analysis.tar.gz`);
+      await writeFile(stale, 'left by a killed run');
+      const lock = join(tmp, `${tag(p)}.lock`);
+      await writeFile(lock, `${process.pid}\n`); // this test process: alive
+      const csv = await writePlatesCsv([p], work);
       const r = await runCli(args(csv, tmp), serverEnv(server));
       assert.equal(r.code, 1, r.stdout + r.stderr);
-      assert.match(r.stdout, /2058-old\s+failed.*already exists.*remove it and re-run/);
-      assert.deepEqual(await readdir(tmp), [`${tag(SIBLINGS[1]!)}_images_illum_analysis.tar.gz`]);
-      assert.equal((await import('node:fs')).readFileSync(stale, 'utf8'), 'not ours');
-      const head = await client
-        .send(
-          new HeadObjectCommand({
-            Bucket: coldBucket,
-            Key: cold(SIBLINGS[1]!, 'images_illum_analysis.tar.gz'),
-          }),
-        )
-        .catch(() => undefined);
-      assert.equal(head, undefined, 'nothing uploaded for that plate');
+      assert.match(
+        r.stdout,
+        new RegExp(`2058-old\\s+failed.*being archived by process ${process.pid}`),
+      );
+      assert.deepEqual((await readdir(tmp)).sort(), [
+        `${tag(p)}.lock`,
+        `${tag(p)}_images_illum_analysis.tar.gz`,
+      ]);
+      // Once that process is gone (here: its lock names a pid that cannot exist), the plate is redone.
+      await writeFile(lock, '999999999\n');
+      const again = await runCli(args(csv, tmp), serverEnv(server));
+      assert.equal(again.code, 0, again.stdout + again.stderr);
+      assert.match(again.stdout, /2058-old\s+archived/);
+      assert.deepEqual(await readdir(tmp), []);
     });
 
     test('a plate with no objects fails clearly; the others still run', async () => {

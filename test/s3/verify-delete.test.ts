@@ -192,7 +192,7 @@ for (const name of testServerNames()) {
       await client.send(
         new PutObjectCommand({
           Bucket: cold,
-          Key: `${key}.etag`,
+          Key: coldKey(bad, 'images_illum_analysis.etag'),
           Body: `${head.ETag!.replace(/"/g, '')}\n`,
         }),
       );
@@ -324,12 +324,14 @@ for (const name of testServerNames()) {
         const key = coldKey(p, `${g}.tar.gz`);
         await client.send(new PutObjectCommand({ Bucket: cold, Key: key, Body: data }));
         const md5 = execFileSync('md5sum', [name], { cwd: dir }).toString();
-        await client.send(new PutObjectCommand({ Bucket: cold, Key: `${key}.md5`, Body: md5 }));
+        await client.send(
+          new PutObjectCommand({ Bucket: cold, Key: coldKey(p, `${g}.md5`), Body: md5 }),
+        );
         const head = await client.send(new HeadObjectCommand({ Bucket: cold, Key: key }));
         await client.send(
           new PutObjectCommand({
             Bucket: cold,
-            Key: `${key}.etag`,
+            Key: coldKey(p, `${g}.etag`),
             Body: `${head.ETag!.replace(/"/g, '')}\n`,
           }),
         );

@@ -60,9 +60,9 @@ describe('plateLayout', () => {
           fileName: '2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655_images_illum_analysis.tar.gz',
           key: 'imaging_analysis/2013_Gustafsdottir_PLOSONE/plates/2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655_images_illum_analysis.tar.gz',
           md5Key:
-            'imaging_analysis/2013_Gustafsdottir_PLOSONE/plates/2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655_images_illum_analysis.tar.gz.md5',
+            'imaging_analysis/2013_Gustafsdottir_PLOSONE/plates/2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655_images_illum_analysis.md5',
           etagKey:
-            'imaging_analysis/2013_Gustafsdottir_PLOSONE/plates/2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655_images_illum_analysis.tar.gz.etag',
+            'imaging_analysis/2013_Gustafsdottir_PLOSONE/plates/2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655_images_illum_analysis.etag',
           sources: [IMAGES, ILLUM, ANALYSIS],
         },
         {
@@ -70,9 +70,9 @@ describe('plateLayout', () => {
           fileName: '2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655_backend.tar.gz',
           key: 'imaging_analysis/2013_Gustafsdottir_PLOSONE/plates/2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655_backend.tar.gz',
           md5Key:
-            'imaging_analysis/2013_Gustafsdottir_PLOSONE/plates/2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655_backend.tar.gz.md5',
+            'imaging_analysis/2013_Gustafsdottir_PLOSONE/plates/2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655_backend.md5',
           etagKey:
-            'imaging_analysis/2013_Gustafsdottir_PLOSONE/plates/2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655_backend.tar.gz.etag',
+            'imaging_analysis/2013_Gustafsdottir_PLOSONE/plates/2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655_backend.etag',
           sources: [BACKEND],
         },
       ],
@@ -86,6 +86,8 @@ describe('plateLayout', () => {
         'projects/2013_Gustafsdottir_PLOSONE/workspace/backup/2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655_delete_s3.sh',
       etagListingKey:
         'projects/2013_Gustafsdottir_PLOSONE/workspace/backup/2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655_file_etags_s3.txt',
+      inProgressKey:
+        'projects/2013_Gustafsdottir_PLOSONE/workspace/backup/2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655_archive_in_progress.json',
       verifiedKey:
         'projects/2013_Gustafsdottir_PLOSONE/workspace/backup/2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655_verified.json',
     });
@@ -146,11 +148,11 @@ describe('outputKeys', () => {
       },
       {
         bucket: 'imaging-platform-cold',
-        key: 'imaging_analysis/2013_Gustafsdottir_PLOSONE/plates/2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655_images_illum_analysis.tar.gz.md5',
+        key: 'imaging_analysis/2013_Gustafsdottir_PLOSONE/plates/2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655_images_illum_analysis.md5',
       },
       {
         bucket: 'imaging-platform-cold',
-        key: 'imaging_analysis/2013_Gustafsdottir_PLOSONE/plates/2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655_images_illum_analysis.tar.gz.etag',
+        key: 'imaging_analysis/2013_Gustafsdottir_PLOSONE/plates/2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655_images_illum_analysis.etag',
       },
       {
         bucket: 'imaging-platform-cold',
@@ -158,11 +160,11 @@ describe('outputKeys', () => {
       },
       {
         bucket: 'imaging-platform-cold',
-        key: 'imaging_analysis/2013_Gustafsdottir_PLOSONE/plates/2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655_backend.tar.gz.md5',
+        key: 'imaging_analysis/2013_Gustafsdottir_PLOSONE/plates/2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655_backend.md5',
       },
       {
         bucket: 'imaging-platform-cold',
-        key: 'imaging_analysis/2013_Gustafsdottir_PLOSONE/plates/2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655_backend.tar.gz.etag',
+        key: 'imaging_analysis/2013_Gustafsdottir_PLOSONE/plates/2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655_backend.etag',
       },
       {
         bucket: 'imaging-platform-cold',
