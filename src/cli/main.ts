@@ -3,6 +3,7 @@ import { Command, CommanderError } from 'commander';
 import { archiveCommand } from '../commands/archive.js';
 import { collectDeletesCommand } from '../commands/collect-deletes.js';
 import { deleteCommand } from '../commands/delete.js';
+import { planCommand } from '../commands/plan.js';
 import { verifyCommand } from '../commands/verify.js';
 import { describeS3Failure } from '../core/preflight.js';
 import { errorMessage } from '../errors.js';
@@ -12,6 +13,7 @@ import { summaryJson, summaryTable } from './render.js';
 import { createReporter } from './reporter.js';
 
 const COMMANDS: CommandSpec[] = [
+  planCommand,
   archiveCommand,
   verifyCommand,
   collectDeletesCommand,
@@ -60,11 +62,23 @@ export async function main(argv: string[]): Promise<number> {
       .action(async (flags: Record<string, unknown>) => {
         verbose = flags.verbose === true;
         const reporter = createReporter({ json: flags.json === true, quiet: flags.quiet === true });
-        const results = await spec.run(flags, ctl.signal, reporter, version());
-        reporter.close();
+        let results;
+        try {
+          results = await spec.run(flags, ctl.signal, reporter, version());
+        } finally {
+          reporter.close();
+        }
         const code = exitCodeForResults(results, interruptedBy);
-        if (flags.json) process.stdout.write(`${summaryJson(spec.name, results, code)}\n`);
-        else process.stdout.write(summaryTable(results));
+        if (flags.json) {
+          const extra = Object.assign({}, ...reporter.footers.map((f) => f.data ?? {})) as Record<
+            string,
+            unknown
+          >;
+          process.stdout.write(`${summaryJson(spec.name, results, code, extra)}\n`);
+        } else {
+          process.stdout.write(summaryTable(results));
+          for (const f of reporter.footers) process.stdout.write(`${f.text}\n`);
+        }
         outcome = { code };
       });
   }

@@ -41,7 +41,12 @@ export function resultJson(r: PlateResult): string {
   return JSON.stringify({ type: 'plate', ...r });
 }
 
-export function summaryJson(command: string, results: PlateResult[], exitCode: number): string {
+export function summaryJson(
+  command: string,
+  results: PlateResult[],
+  exitCode: number,
+  extra: Record<string, unknown> = {},
+): string {
   const counts: Record<string, number> = {};
   for (const r of results) counts[r.status] = (counts[r.status] ?? 0) + 1;
   return JSON.stringify({
@@ -52,6 +57,7 @@ export function summaryJson(command: string, results: PlateResult[], exitCode: n
     files: results.reduce((n, r) => n + r.files, 0),
     bytesIn: results.reduce((n, r) => n + r.bytesIn, 0),
     bytesOut: results.reduce((n, r) => n + r.bytesOut, 0),
+    ...extra,
     exitCode,
   });
 }

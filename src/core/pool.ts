@@ -15,7 +15,10 @@ export type PlateStatus =
   | 'skipped'
   | 'failed'
   | 'mismatch'
-  | 'interrupted';
+  | 'interrupted'
+  // plan: where a plate stands
+  | 'not archived'
+  | 'partial';
 
 export interface PlateResult {
   plateId: string;

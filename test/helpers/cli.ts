@@ -24,7 +24,12 @@ export function serverEnv(server: TestServer): NodeJS.ProcessEnv {
 export function runCli(
   args: string[],
   env: NodeJS.ProcessEnv = {},
-  opts: { input?: string; onSpawn?: (pid: number) => void } = {},
+  opts: {
+    input?: string;
+    onSpawn?: (pid: number) => void;
+    /** Each chunk of stderr as it arrives, with everything received so far. */
+    onStderr?: (soFar: string) => void;
+  } = {},
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], {
@@ -42,7 +47,10 @@ export function runCli(
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString();
+      opts.onStderr?.(stderr);
+    });
     child.on('error', reject);
     if (child.pid !== undefined) opts.onSpawn?.(child.pid);
     child.stdin.end(opts.input ?? '');

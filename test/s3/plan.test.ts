@@ -1,0 +1,177 @@
+import assert from 'node:assert/strict';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { DeleteObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { runCli, serverEnv } from '../helpers/cli.js';
+import {
+  BATCH,
+  PLATE_B,
+  plateObjects,
+  PROJECT,
+  SIBLINGS,
+  uploadAll,
+  writePlatesCsv,
+  type FixturePlate,
+} from '../helpers/fixtures.js';
+import { startServer, testServerNames, type TestServer } from '../helpers/servers.js';
+
+async function snapshot(client: S3Client, bucket: string): Promise<string[]> {
+  const out: string[] = [];
+  let token: string | undefined;
+  do {
+    const page = await client.send(
+      new ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token }),
+    );
+    for (const o of page.Contents ?? []) out.push(`${o.Key} ${o.ETag}`);
+    token = page.NextContinuationToken;
+  } while (token);
+  return out.sort();
+}
+
+interface Line {
+  type: string;
+  plateId?: string;
+  status?: string;
+  files?: number;
+  bytesIn?: number;
+  details?: { state: string; tmpdirBytes: number };
+  tmpdir?: { neededBytes: number; freeBytes: number | null; maxProcs: number; enough: boolean };
+  exitCode?: number;
+}
+
+const tag = (p: FixturePlate) => `${PROJECT}_${BATCH}_${p.plateId}`;
+const OTHER = SIBLINGS[0]!; // 20586
+
+for (const name of testServerNames()) {
+  describe(`plan against ${name}`, () => {
+    let server: TestServer;
+    let client: S3Client;
+    let live: string;
+    let cold: string;
+    let work: string;
+    let csv: string;
+    const files = new Map<string, number>();
+    const bytes = new Map<string, number>();
+
+    before(async () => {
+      server = await startServer(name);
+      client = server.client();
+      live = await server.newBucket('live');
+      cold = await server.newBucket('cold');
+      work = await mkdtemp(join(tmpdir(), 'imgbackup-plan-test-'));
+      for (const p of [PLATE_B, OTHER]) {
+        const objs = plateObjects(p);
+        await uploadAll(client, live, objs);
+        const real = [...objs].filter(([k]) => !k.endsWith('/'));
+        files.set(p.plateId, real.length);
+        bytes.set(
+          p.plateId,
+          real.reduce((n, [, v]) => n + v.length, 0),
+        );
+      }
+      csv = await writePlatesCsv([PLATE_B, OTHER], work);
+    });
+    after(async () => {
+      await server?.close();
+      await rm(work, { recursive: true, force: true });
+    });
+
+    const run = (cmd: string, extra: string[] = [], plates = csv) =>
+      runCli(
+        [
+          cmd,
+          '--plates',
+          plates,
+          '--project-name',
+          PROJECT,
+          '--batch-id',
+          BATCH,
+          '--bucket',
+          live,
+          '--cold-bucket',
+          cold,
+          ...extra,
+        ],
+        serverEnv(server),
+      );
+
+    async function planJson(extra: string[] = []): Promise<Line[]> {
+      const r = await run('plan', ['--json', '--tmpdir', work, ...extra]);
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      return r.stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as Line);
+    }
+    const stateOf = (lines: Line[], p: FixturePlate) =>
+      lines.find((l) => l.type === 'plate' && l.plateId === p.plateId)?.status;
+
+    test('before archive: files, bytes, "not archived", tmpdir need; changes nothing', async () => {
+      const snap = [await snapshot(client, live), await snapshot(client, cold)];
+      const lines = await planJson(['--max-procs', '2']);
+      for (const p of [PLATE_B, OTHER]) {
+        const l = lines.find((x) => x.plateId === p.plateId)!;
+        assert.equal(l.status, 'not archived');
+        assert.equal(l.files, files.get(p.plateId));
+        assert.equal(l.bytesIn, bytes.get(p.plateId));
+        assert.ok(l.details!.tmpdirBytes >= bytes.get(p.plateId)!);
+      }
+      const summary = lines.at(-1)!;
+      assert.equal(summary.type, 'summary');
+      assert.equal(summary.exitCode, 0);
+      const both = bytes.get(PLATE_B.plateId)! + bytes.get(OTHER.plateId)!;
+      assert.ok(summary.tmpdir!.neededBytes >= both, 'two plates at once need both');
+      assert.equal(summary.tmpdir!.maxProcs, 2);
+      assert.ok(typeof summary.tmpdir!.freeBytes === 'number' && summary.tmpdir!.freeBytes > 0);
+      const one = (await planJson(['--max-procs', '1'])).at(-1)!;
+      const largest = Math.max(
+        ...lines.filter((l) => l.type === 'plate').map((l) => l.details!.tmpdirBytes),
+      );
+      assert.equal(one.tmpdir!.neededBytes, largest, 'one plate at once needs the largest');
+      assert.deepEqual([await snapshot(client, live), await snapshot(client, cold)], snap);
+      assert.deepEqual(
+        (await readdir(work)).filter((f) => f !== 'plates.csv'),
+        [],
+        'nothing written locally',
+      );
+    });
+
+    test('the table names each state and the tmpdir line', async () => {
+      const r = await run('plan', ['--tmpdir', work]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.match(r.stdout, /2058\s+not archived\s+6\s/);
+      assert.match(r.stdout, /tmpdir: archive at --max-procs 2 needs at most .* free/);
+    });
+
+    test('after archive: "archived", and "partial" when an output is missing', async () => {
+      const tmp = await mkdtemp(join(work, 'tmp-'));
+      const a = await run('archive', ['--tmpdir', tmp]);
+      assert.equal(a.code, 0, a.stderr + a.stdout);
+      await client.send(
+        new DeleteObjectCommand({
+          Bucket: live,
+          Key: `projects/${PROJECT}/workspace/backup/${tag(OTHER)}_delete_s3.sh`,
+        }),
+      );
+      const lines = await planJson();
+      assert.equal(stateOf(lines, PLATE_B), 'archived');
+      assert.equal(stateOf(lines, OTHER), 'partial');
+      assert.equal(lines.at(-1)!.tmpdir!.neededBytes, 0, 'nothing left to archive');
+    });
+
+    test('after verify: "verified"; after delete: "deleted"', async () => {
+      const only = await writePlatesCsv([PLATE_B], await mkdtemp(join(work, 'b-')));
+      const v = await run('verify', [], only);
+      assert.equal(v.code, 0, v.stderr + v.stdout);
+      assert.equal(stateOf(await planJson(), PLATE_B), 'verified');
+      const d = await run('delete', ['--yes'], only);
+      assert.equal(d.code, 0, d.stderr + d.stdout);
+      const lines = await planJson();
+      assert.equal(stateOf(lines, PLATE_B), 'deleted');
+      assert.equal(stateOf(lines, OTHER), 'partial');
+      assert.equal(lines.find((l) => l.plateId === PLATE_B.plateId)!.files, 0);
+    });
+  });
+}
