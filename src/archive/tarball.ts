@@ -1,4 +1,5 @@
 import { createWriteStream } from 'node:fs';
+import { once } from 'node:events';
 import { rm } from 'node:fs/promises';
 import { Transform, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -31,7 +32,10 @@ export function tarballSizeBound(entries: Iterable<TarEntryPlan>): number {
 }
 
 export interface TarballOptions {
+  /** The local file to write; ignored when `sink` is given. */
   path: string;
+  /** Where the bytes go instead of a file (e.g. an upload that runs while they are produced). */
+  sink?: NodeJS.WritableStream;
   partSize: number;
   /** gzip level 1–9, or undefined for a plain .tar. */
   level?: number;
@@ -65,13 +69,22 @@ export class TarballWriter {
   private readonly done: Promise<void>;
   private failure: unknown;
   private created = false;
+  private rejectEntry: ((err: unknown) => void) | undefined;
+  private readonly out: NodeJS.WritableStream & { closed?: boolean };
   readonly entries: WrittenEntry[] = [];
 
   constructor(readonly opts: TarballOptions) {
     this.hasher = new EtagHasher(opts.partSize);
     // 'wx': never write over a file this writer did not create (another run, a killed run).
-    const out = createWriteStream(opts.path, { flags: 'wx' });
-    out.on('open', () => (this.created = true));
+    let out: NodeJS.WritableStream;
+    if (opts.sink) {
+      out = opts.sink;
+    } else {
+      const file = createWriteStream(opts.path, { flags: 'wx' });
+      file.on('open', () => (this.created = true));
+      out = file;
+    }
+    this.out = out;
     const stages: NodeJS.ReadWriteStream[] = [];
     if (opts.level !== undefined) stages.push(new GzipBlocks(opts.level));
     this.done = pipeline(
@@ -83,6 +96,7 @@ export class TarballWriter {
     );
     this.done.catch((err: unknown) => {
       this.failure ??= err;
+      this.rejectEntry?.(err);
     });
   }
 
@@ -107,8 +121,9 @@ export class TarballWriter {
     this.throwIfFailed();
     let written = 0;
     await new Promise<void>((resolve, reject) => {
-      const onFail = (err: unknown) => reject(err);
-      this.done.catch(onFail);
+      // One listener per writer, pointed at the current entry: a closure per entry on `done`
+      // would keep every entry's body alive until the whole tarball is finished.
+      this.rejectEntry = reject;
       const sink = this.pack.entry(header, (err) => (err ? reject(err) : resolve()));
       // A body that fails or has the wrong size errors the entry; unhandled, that would end
       // the process instead of failing the plate.
@@ -133,6 +148,7 @@ export class TarballWriter {
         reject(err);
       });
     });
+    this.rejectEntry = undefined;
     return written;
   }
 
@@ -163,6 +179,8 @@ export class TarballWriter {
   async discard(): Promise<void> {
     this.pack.destroy();
     await this.done.catch(() => {});
+    // A stream destroyed before its open finished still opens (creating the file), then closes.
+    if (!this.out.closed) await once(this.out, 'close').catch(() => {});
     if (this.created) await rm(this.opts.path, { force: true });
   }
 }

@@ -3,10 +3,13 @@ import { archive, DEFAULT_READ_AHEAD } from '../core/archive.js';
 import type { PlateResult } from '../core/pool.js';
 import { addCommonOptions, buildContext, defaultTmpdir, type CommonFlags } from '../cli/common.js';
 import type { CommandSpec } from '../cli/command-spec.js';
+import { formatBytes } from '../cli/render.js';
 
 interface ArchiveFlags extends CommonFlags {
   tmpdir: string;
   compressionLevel: number;
+  dryRun?: boolean;
+  stream?: boolean;
 }
 
 /** gzip level 1: on image-like data ~3 % larger than level 6 and ~4× faster (see README). */
@@ -28,27 +31,36 @@ export const archiveCommand: CommandSpec = {
         .command('archive')
         .summary('stream plates from S3 into tar.gz tarballs in the cold bucket')
         .description(
-          'For each plate of the CSV: list its four source folders, stream every object into two\n' +
-            'tarballs (images+illum+analysis, backend) in --tmpdir, upload them to the cold bucket,\n' +
-            'check their ETags, and write the .md5/.etag files, the listings and the delete script.\n' +
-            'Plates already archived are skipped; nothing is ever overwritten or deleted.',
+          'For each plate of the CSV: list its four source folders, stream every object into two ' +
+            'tarballs (images+illum+analysis, backend) in --tmpdir, upload them to the cold ' +
+            'bucket, check their ETags, and write the .md5/.etag files, the listings and the ' +
+            'delete script. Plates already archived are skipped; nothing is ever overwritten. ' +
+            'A plate whose earlier run was interrupted is redone cleanly.',
         ),
     )
       .option('--tmpdir <dir>', 'local directory for tarballs in progress', defaultTmpdir())
       .option('--compression-level <n>', 'gzip level 1-9', level, DEFAULT_COMPRESSION_LEVEL)
+      .option('--dry-run', 'list what each plate would archive; write nothing')
+      .option(
+        '--stream',
+        'upload parts while each tarball is written: nothing in --tmpdir (a failed upload ' +
+          'then re-reads the sources)',
+      )
       .addHelpText(
         'after',
         `
 Examples:
   $ imgbackup archive --plates plates.csv --project-name 2013_Gustafsdottir_PLOSONE \\
       --batch-id BBBC022 --tmpdir ~/ebs_tmp --max-procs 10 --log-dir log/BBBC022
+  $ imgbackup archive --plates plates.csv --project-name P --batch-id B --dry-run
   $ imgbackup archive --plates plates.csv --project-name P --batch-id B \\
       --endpoint-url http://127.0.0.1:9000 --bucket live --cold-bucket cold`,
       ),
   run: async (flags, signal, reporter): Promise<PlateResult[]> => {
     const f = flags as unknown as ArchiveFlags;
     const ctx = await buildContext(f, signal);
-    return archive(ctx.store, {
+    reporter.setTotal(ctx.plates.length);
+    const results = await archive(ctx.store, {
       layout: ctx.layout,
       plates: ctx.plates,
       tmpdir: f.tmpdir,
@@ -61,6 +73,21 @@ Examples:
       onStart: reporter.onStart,
       onDone: reporter.onDone,
       progress: reporter.progress,
+      onPlan: reporter.onPlan,
+      ...(f.dryRun ? { dryRun: true } : {}),
+      ...(f.stream ? { stream: true } : {}),
     });
+    for (const r of results) {
+      const tarballs = r.details?.dryRun
+        ? (r.details.tarballs as { bucket: string; key: string; files: number; bytes: number }[])
+        : [];
+      for (const t of tarballs) {
+        reporter.note(
+          `would write s3://${t.bucket}/${t.key} (${t.files} files, ${formatBytes(t.bytes)}) [${r.plateId}]`,
+          'stdout',
+        );
+      }
+    }
+    return results;
   },
 };

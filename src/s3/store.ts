@@ -6,11 +6,13 @@ import {
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   type S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
+import { setMaxListeners } from 'node:events';
 import { unquoteEtag } from '../integrity/etag.js';
 
 export interface ObjectInfo {
@@ -60,7 +62,10 @@ export class S3Store {
   constructor(
     readonly client: S3Client,
     readonly signal: AbortSignal,
-  ) {}
+  ) {
+    // Every request in flight listens on the signal; dozens at once is normal, not a leak.
+    setMaxListeners(0, signal);
+  }
 
   /** The same store with requests tied to another signal (a plate's own, or cleanup's). */
   withSignal(signal: AbortSignal): S3Store {
@@ -262,6 +267,15 @@ export class S3Store {
       }),
       this.opts(),
     );
+  }
+
+  /** Multipart uploads in progress whose key is exactly `key`. */
+  async listUploads(bucket: string, key: string): Promise<string[]> {
+    const r = await this.client.send(
+      new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: key }),
+      this.opts(),
+    );
+    return (r.Uploads ?? []).filter((u) => u.Key === key && u.UploadId).map((u) => u.UploadId!);
   }
 
   async abortMultipart(bucket: string, key: string, uploadId: string): Promise<void> {

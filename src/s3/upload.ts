@@ -1,4 +1,6 @@
+import { createHash } from 'node:crypto';
 import { open } from 'node:fs/promises';
+import { Writable } from 'node:stream';
 import { CLEANUP_TIMEOUT_MS, httpStatus, s3ErrorCode, type S3Store } from './store.js';
 
 /** Parts uploaded at once per tarball: enough to hide latency; memory is this × part size. */
@@ -93,5 +95,117 @@ export async function uploadFile(store: S3Store, input: UploadFileInput): Promis
     }
   } finally {
     await fh.close();
+  }
+}
+
+/**
+ * A Writable that uploads what is written to it as one object, part by part, while it is being
+ * produced: nothing touches the disk. Parts are exactly `partSize` (the last may be shorter), so
+ * the ETag computed by whoever hashes the same bytes matches; each carries its Content-MD5. At
+ * most `queueSize` parts are in flight (memory: (queueSize + 1) × partSize); a write waits for a
+ * free slot. An object of at most one part is sent as a single PUT. On error or destroy the
+ * multipart upload is aborted.
+ */
+export class MultipartSink extends Writable {
+  private buf: Buffer;
+  private fill = 0;
+  private partNumber = 0;
+  private uploadId: Promise<string> | undefined;
+  private readonly etags: string[] = [];
+  private readonly inFlight = new Set<Promise<void>>();
+  private failed: unknown;
+
+  constructor(
+    private readonly store: S3Store,
+    private readonly bucket: string,
+    private readonly key: string,
+    private readonly partSize: number,
+    private readonly queueSize = UPLOAD_QUEUE_SIZE,
+  ) {
+    super();
+    this.buf = Buffer.allocUnsafe(partSize);
+  }
+
+  override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
+    this.take(chunk).then(() => done(), done);
+  }
+
+  private async take(chunk: Buffer): Promise<void> {
+    let offset = 0;
+    while (offset < chunk.length) {
+      if (this.fill === this.partSize) await this.dispatch();
+      const n = Math.min(this.partSize - this.fill, chunk.length - offset);
+      chunk.copy(this.buf, this.fill, offset, offset + n);
+      this.fill += n;
+      offset += n;
+    }
+  }
+
+  /** Sends the full buffer as the next part; only called once more bytes are known to follow. */
+  private async dispatch(): Promise<void> {
+    if (this.failed) throw this.failed;
+    while (this.inFlight.size >= this.queueSize) await Promise.race(this.inFlight);
+    if (this.failed) throw this.failed;
+    this.uploadId ??= this.store.createMultipart(this.bucket, this.key);
+    const body = this.buf.subarray(0, this.fill);
+    const n = ++this.partNumber;
+    this.buf = Buffer.allocUnsafe(this.partSize);
+    this.fill = 0;
+    const md5 = createHash('md5').update(body).digest();
+    const p = this.uploadId
+      .then((id) => this.store.uploadPart(this.bucket, this.key, id, n, body, md5))
+      .then(
+        (etag) => {
+          this.etags[n - 1] = etag;
+        },
+        (err: unknown) => {
+          this.failed ??= err;
+        },
+      )
+      .finally(() => this.inFlight.delete(p));
+    this.inFlight.add(p);
+  }
+
+  override _final(done: (err?: Error | null) => void): void {
+    this.finish().then(() => done(), done);
+  }
+
+  private async finish(): Promise<void> {
+    if (!this.uploadId) {
+      const body = this.buf.subarray(0, this.fill);
+      const md5 = createHash('md5').update(body).digest();
+      await this.store.put(this.bucket, this.key, body, { contentMd5: md5, ifNoneMatch: true });
+      return;
+    }
+    await this.dispatch();
+    await Promise.all(this.inFlight);
+    if (this.failed) throw this.failed;
+    const id = await this.uploadId;
+    try {
+      await this.store.completeMultipart(
+        this.bucket,
+        this.key,
+        id,
+        this.etags.map((ETag, i) => ({ PartNumber: i + 1, ETag })),
+        { ifNoneMatch: true },
+      );
+    } catch (err) {
+      if (httpStatus(err) !== 412 && s3ErrorCode(err) !== 'NoSuchUpload') throw err;
+    }
+    this.uploadId = undefined; // completed: nothing to abort
+  }
+
+  override _destroy(err: Error | null, done: (err?: Error | null) => void): void {
+    const pending = this.uploadId;
+    if (!pending || !err) return done(err);
+    Promise.allSettled(this.inFlight)
+      .then(() => pending)
+      .then((id) =>
+        this.store
+          .withSignal(AbortSignal.timeout(CLEANUP_TIMEOUT_MS))
+          .abortMultipart(this.bucket, this.key, id),
+      )
+      .catch(() => {})
+      .finally(() => done(err));
   }
 }

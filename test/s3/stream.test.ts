@@ -1,0 +1,124 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { runCli, serverEnv } from '../helpers/cli.js';
+import {
+  BATCH,
+  expectedListing,
+  md5hex,
+  PLATE_A,
+  PLATE_B,
+  plateObjects,
+  PROJECT,
+  readTree,
+  uploadAll,
+  writePlatesCsv,
+  type GroundTruth,
+} from '../helpers/fixtures.js';
+import { startServer, testServerNames, type TestServer } from '../helpers/servers.js';
+
+async function getBytes(client: S3Client, bucket: string, key: string): Promise<Buffer> {
+  const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  return Buffer.from(await r.Body!.transformToByteArray());
+}
+
+for (const name of testServerNames()) {
+  describe(`archive --stream against ${name}`, () => {
+    let server: TestServer;
+    let client: S3Client;
+    let work: string;
+    before(async () => {
+      server = await startServer(name);
+      client = server.client();
+      work = await mkdtemp(join(tmpdir(), 'imgbackup-stream-'));
+    });
+    after(async () => {
+      await server?.close();
+      await rm(work, { recursive: true, force: true });
+    });
+
+    test('uploads while writing: nothing in the tmpdir, same archive, verify --deep passes', async () => {
+      const live = await server.newBucket('live');
+      const cold = await server.newBucket('cold');
+      const truth: GroundTruth = new Map([
+        // 20 MiB of noise: a multipart tarball of three 8 MiB parts
+        ...plateObjects(PLATE_A, { manyFiles: 100, bigFile: 20 * 1024 * 1024 }),
+        ...plateObjects(PLATE_B),
+      ]);
+      await uploadAll(client, live, truth);
+      const csv = await writePlatesCsv([PLATE_A, PLATE_B], work);
+      const tmp = await mkdtemp(join(work, 'tmp-'));
+      const seen = new Set<string>();
+      let watching = true;
+      const watcher = (async () => {
+        while (watching) {
+          for (const f of await readdir(tmp)) seen.add(f);
+          await new Promise((r) => setTimeout(r, 5));
+        }
+      })();
+      const common = [
+        '--plates',
+        csv,
+        '--project-name',
+        PROJECT,
+        '--batch-id',
+        BATCH,
+        '--bucket',
+        live,
+        '--cold-bucket',
+        cold,
+      ];
+      const r = await runCli(
+        ['archive', ...common, '--tmpdir', tmp, '--stream'],
+        serverEnv(server),
+      );
+      watching = false;
+      await watcher;
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      for (const f of seen) assert.match(f, /\.lock$/, `only lock files in the tmpdir, saw ${f}`);
+      assert.deepEqual(await readdir(tmp), []);
+
+      const T = `${PROJECT}_${BATCH}_${PLATE_A.plateId}`;
+      const dir = await mkdtemp(join(work, 'x-'));
+      for (const t of ['images_illum_analysis', 'backend']) {
+        const data = await getBytes(
+          client,
+          cold,
+          `imaging_analysis/${PROJECT}/plates/${T}_${t}.tar.gz`,
+        );
+        const md5 = (
+          await getBytes(client, cold, `imaging_analysis/${PROJECT}/plates/${T}_${t}.md5`)
+        ).toString();
+        assert.equal(md5, `${md5hex(data)}  ${T}_${t}.tar.gz\n`);
+        const file = join(work, `${t}.tar.gz`);
+        await writeFile(file, data);
+        execFileSync('tar', ['xzf', file, '--strip-components=1', '-C', dir]);
+      }
+      const plateA = new Map(
+        [...truth].filter(([k]) => k.includes(PLATE_A.plateId) && !k.endsWith('/')),
+      );
+      const tree = await readTree(dir);
+      assert.deepEqual(
+        [...tree.keys()].sort(),
+        [...plateA.keys()].map((k) => k.slice('projects/'.length)).sort(),
+      );
+      for (const [k, v] of plateA)
+        assert.ok(tree.get(k.slice('projects/'.length))!.equals(v), `${k} differs`);
+      const listing = (
+        await getBytes(
+          client,
+          live,
+          `projects/${PROJECT}/workspace/backup/${T}_file_listing_tar.txt`,
+        )
+      ).toString();
+      assert.equal(listing, expectedListing(plateA));
+
+      const v = await runCli(['verify', '--deep', ...common], serverEnv(server));
+      assert.equal(v.code, 0, v.stdout + v.stderr);
+    });
+  });
+}
