@@ -62,7 +62,10 @@ if [ "$start_rgw" = 1 ]; then
   export RGW_PORT MON_PORT
   rgw_dir=$(mktemp -d "${TMPDIR:-/tmp}/imgbackup-rgw.XXXXXX")
   t0=$EPOCHREALTIME
-  if ! rgw_env=$(bash scripts/rgw-start.sh "$rgw_dir"); then
+  # bluestore on a sparse 20 GiB file, not memstore: the suite writes GBs over a run, radosgw
+  # frees deleted data only hours later, and a full memstore OSD makes writes hang, not fail.
+  if ! rgw_env=$(OSD_STORE=${OSD_STORE:-bluestore} BLUESTORE_BYTES=${BLUESTORE_BYTES:-21474836480} \
+    bash scripts/rgw-start.sh "$rgw_dir"); then
     # the logs are deleted with the temp dir on exit; show their ends now
     for f in "$rgw_dir"/log/*.log; do
       [ -f "$f" ] && { echo "--- tail $f" >&2; tail -n 15 "$f" >&2; }

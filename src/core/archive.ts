@@ -25,7 +25,7 @@ import { plateLogger, type Logger } from '../log/log.js';
 import type { PlateRow } from '../plates/plates-csv.js';
 import { ArchivedObjectError, objectChunks, readObject } from '../s3/read-object.js';
 import { CLEANUP_TIMEOUT_MS, type ObjectInfo, type S3Store } from '../s3/store.js';
-import { uploadFile } from '../s3/upload.js';
+import { MultipartSink, uploadFile } from '../s3/upload.js';
 import { readAhead, type ReadAheadOptions } from './read-ahead.js';
 import {
   isFolderMarker,
@@ -35,6 +35,8 @@ import {
   type ListedSource,
 } from './sources.js';
 import { runPlates, type PlateResult } from './pool.js';
+import { DiskBudget, freeBytes } from './disk.js';
+import { abortStaleUploads, inProgressRecord, lockPlate, removeStaleLocal } from './resume.js';
 import { checkBuckets, checkTmpdir } from './preflight.js';
 
 export interface ArchiveOptions {
@@ -50,6 +52,10 @@ export interface ArchiveOptions {
   onPlan?: (plateId: string, totalBytes: number) => void;
   /** List and report what would be archived; write nothing, locally or on S3. */
   dryRun?: boolean;
+  /** Upload parts while each tarball is produced: nothing is written to the tmpdir. */
+  stream?: boolean;
+  /** The tmpdir space plates share; none with --stream. */
+  disk?: DiskBudget;
 }
 
 /** Per plate: 16 GETs ahead, up to 64 MiB buffered, objects over 16 MiB streamed. */
@@ -103,6 +109,8 @@ interface BuiltTarball {
   hash: EtagResult;
   partSize: number;
   tarListing: string;
+  /** Streamed to S3 while written (--stream): there is no local file to upload. */
+  uploaded: boolean;
 }
 
 export async function archivePlate(
@@ -116,8 +124,12 @@ export async function archivePlate(
 
   const outputs = outputKeys(L);
   // The ETag listing is ours alone (old archives lack it): it never decides "complete", but a
-  // stray one does make an archive partial.
-  const probed = [...outputs, { bucket: L.bucket, key: L.etagListingKey }];
+  // stray one does make an archive partial. The in-progress marker says whose partial it is.
+  const probed = [
+    ...outputs,
+    { bucket: L.bucket, key: L.etagListingKey },
+    { bucket: L.bucket, key: L.inProgressKey },
+  ];
   const present = await Promise.all(
     probed.map(async (o) => (await store.head(o.bucket, o.key)) !== undefined),
   );
@@ -131,10 +143,11 @@ export async function archivePlate(
       bytesOut: 0,
     };
   }
-  if (present.some(Boolean)) {
+  const interrupted = present[probed.length - 1] === true;
+  if (present.some(Boolean) && !interrupted) {
     const have = probed.filter((_, i) => present[i]).map((o) => `s3://${o.bucket}/${o.key}`);
     throw new PlateError(
-      `an earlier run left a partial archive (${nameSome(have)}); not touching it: check it, remove those keys, then re-run`,
+      `a partial archive not made by an interrupted imgbackup run is there (${nameSome(have)}); not touching it: check it, remove those keys, then re-run`,
     );
   }
 
@@ -169,8 +182,21 @@ export async function archivePlate(
   }
   opts.onPlan?.(plate.plateId, bytesIn);
 
+  const release = await reserveTmpdir(opts, L, listed, log, store.signal);
+  const lock = await lockPlate(opts.tmpdir, L, log).catch((err: unknown) => {
+    release();
+    throw err;
+  });
   const built: BuiltTarball[] = [];
   try {
+    // Holding the lock, whatever an earlier run of this plate left is stale: redo it cleanly.
+    await removeStaleLocal(opts.tmpdir, L);
+    await abortStaleUploads(store, L, log);
+    if (interrupted) {
+      log.warn('redoing a plate whose earlier archive run was interrupted');
+      await removeOutputs(store, L, probed.slice(0, -1));
+    }
+    await store.put(L.bucket, L.inProgressKey, inProgressRecord());
     const uploads: Promise<void>[] = [];
     try {
       for (const t of L.tarballs) {
@@ -229,11 +255,15 @@ export async function archivePlate(
         L.sources.map((s) => s.prefix),
       ),
     );
+    await store.deleteBatch(L.bucket, [{ key: L.inProgressKey }]);
   } catch (err) {
-    // Nothing existed when the plate started, so whatever is there now is this run's own
+    // Nothing of ours existed when the plate started, so whatever is there now is this run's
     // partial output: remove it so a re-run starts clean instead of finding a partial archive.
     await removeOutputs(store, L, probed);
     throw err;
+  } finally {
+    await lock.release();
+    release();
   }
   return {
     ...base,
@@ -267,7 +297,14 @@ async function buildTarball(
     tarballSizeBound(entries.map((e) => ({ size: e.kind === 'file' ? e.obj.size : 0 }))),
   );
   const path = join(opts.tmpdir, t.fileName);
-  const writer = new TarballWriter({ path, partSize, level: opts.level, signal: store.signal });
+  const sink = opts.stream ? new MultipartSink(store, L.coldBucket, t.key, partSize) : undefined;
+  const writer = new TarballWriter({
+    path,
+    partSize,
+    level: opts.level,
+    signal: store.signal,
+    ...(sink ? { sink } : {}),
+  });
   try {
     const bodies = readAhead(
       fileEntries,
@@ -297,7 +334,7 @@ async function buildTarball(
       .filter((w) => w.type === 'file')
       .map((w) => `${w.name.slice(L.tag.length + 1)}\t${w.size}\n`)
       .join('');
-    return { layout: t, path, hash, partSize, tarListing };
+    return { layout: t, path, hash, partSize, tarListing, uploaded: sink !== undefined };
   } catch (err) {
     await writer.discard();
     throw err;
@@ -309,6 +346,36 @@ async function* countBytes(body: AsyncIterable<Buffer>, add: (n: number) => void
     add(c.length);
     yield c;
   }
+}
+
+/**
+ * Waits until the tmpdir can hold both of the plate's tarballs (an upper bound of their size)
+ * next to those of the plates in flight; fails at once if it never could.
+ */
+async function reserveTmpdir(
+  opts: ArchiveOptions,
+  L: PlateLayout,
+  listed: ListedSource[],
+  log: Logger,
+  signal: AbortSignal,
+): Promise<() => void> {
+  if (!opts.disk) return () => {};
+  const need = L.tarballs.reduce(
+    (n, t) => n + tarballSizeBound(sourceFiles(listed.filter((l) => t.sources.includes(l.source)))),
+    0,
+  );
+  if (need > opts.disk.capacity) {
+    throw new PlateError(
+      `needs up to ${formatSize(need)} in --tmpdir ${opts.tmpdir}, which has ${formatSize(opts.disk.capacity)} free; free space, pass a larger --tmpdir, or use --stream`,
+    );
+  }
+  return opts.disk.reserve(need, signal, () =>
+    log.warn({ need }, 'waiting for tmpdir space held by plates in flight'),
+  );
+}
+
+function formatSize(n: number): string {
+  return n >= 1e9 ? `${(n / 1e9).toFixed(2)} GB` : `${(n / 1e6).toFixed(1)} MB`;
 }
 
 async function removeOutputs(
@@ -325,15 +392,17 @@ async function removeOutputs(
 
 async function uploadAndCheck(store: S3Store, L: PlateLayout, tb: BuiltTarball, log: Logger) {
   const { key } = tb.layout;
-  await uploadFile(store, {
-    bucket: L.coldBucket,
-    key,
-    path: tb.path,
-    size: tb.hash.size,
-    partSize: tb.partSize,
-    partMd5s: tb.hash.partMd5s,
-  });
-  await rm(tb.path, { force: true });
+  if (!tb.uploaded) {
+    await uploadFile(store, {
+      bucket: L.coldBucket,
+      key,
+      path: tb.path,
+      size: tb.hash.size,
+      partSize: tb.partSize,
+      partMd5s: tb.hash.partMd5s,
+    });
+    await rm(tb.path, { force: true });
+  }
   const head = await store.head(L.coldBucket, key);
   if (!head) throw new PlateError(`s3://${L.coldBucket}/${key} is missing right after its upload`);
   // S3 answers md5-of-part-md5s-N; some S3-compatible stores answer the whole object's md5.
@@ -388,6 +457,9 @@ export interface ArchiveRunOptions extends ArchiveOptions {
 export async function archive(store: S3Store, opts: ArchiveRunOptions): Promise<PlateResult[]> {
   await checkTmpdir(opts.tmpdir);
   await checkBuckets(store, [opts.layout.bucket, opts.layout.coldBucket]);
+  if (!opts.stream && !opts.dryRun && !opts.disk) {
+    opts = { ...opts, disk: new DiskBudget(await freeBytes(opts.tmpdir)) };
+  }
   return runPlates(
     opts.plates,
     (p) => plateLayout(opts.layout, p).tag,

@@ -27,6 +27,8 @@ export interface FaultProxyOptions {
   seed?: number;
   /** Requests whose method and path match are never faulted (e.g. the test's own setup). */
   spare?: (req: IncomingMessage) => boolean;
+  /** Sees every request first and may hold it (e.g. to change the server's state under it). */
+  onRequest?: (req: IncomingMessage) => void | Promise<void>;
   /** A fixed S3 error answer for matching requests (e.g. an object in an archive tier). */
   answer?: (req: IncomingMessage) => { status: number; code: string; message: string } | undefined;
 }
@@ -60,6 +62,18 @@ export async function startFaultProxy(
   const injected: Record<Fault, number> = { slowdown: 0, internal: 0, reset: 0, cut: 0 };
   const state = { requests: 0 };
   const server: Server = createServer((req, res) => {
+    const held = opts.onRequest?.(req);
+    if (held) {
+      req.pause();
+      held.then(
+        () => handle(req, res),
+        () => req.socket.destroy(),
+      );
+    } else {
+      handle(req, res);
+    }
+  });
+  function handle(req: IncomingMessage, res: ServerResponse) {
     state.requests += 1;
     const fixed = opts.answer?.(req);
     if (fixed) {
@@ -114,8 +128,13 @@ export async function startFaultProxy(
       },
     );
     fwd.on('error', () => res.socket?.destroy());
+    // A client that dies mid-request (killed, reset) drops the upstream side too, as a real
+    // network would; left open, the server would wait for the rest of the body forever.
+    res.on('close', () => {
+      if (!res.writableFinished) fwd.destroy();
+    });
     req.pipe(fwd);
-  });
+  }
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
   return {

@@ -1,0 +1,123 @@
+import assert from 'node:assert/strict';
+import { execFileSync } from 'node:child_process';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { runCli, serverEnv } from '../helpers/cli.js';
+import {
+  BATCH,
+  PROJECT,
+  sourcePrefixes,
+  uploadAll,
+  writePlatesCsv,
+  type FixturePlate,
+} from '../helpers/fixtures.js';
+import { startServer, testServerNames, type TestServer } from '../helpers/servers.js';
+
+const MiB = 1024 * 1024;
+
+/** A plate of incompressible bytes: its tarball is as large as its sources. */
+function noisePlate(p: FixturePlate, bytes: number): Map<string, Buffer> {
+  const [images, , , backend] = sourcePrefixes(p) as [string, string, string, string];
+  return new Map([
+    [`${images}noise.bin`, randomBytes(bytes)],
+    [`${backend}${p.plateId}.sqlite`, randomBytes(64 * 1024)],
+  ]);
+}
+
+for (const name of testServerNames()) {
+  describe(`tmpdir space against ${name}`, () => {
+    let server: TestServer;
+    let client: S3Client;
+    let work: string;
+    let small: string; // a 10 MiB tmpfs: the tmpdir of these tests
+    before(async () => {
+      server = await startServer(name);
+      client = server.client();
+      work = await mkdtemp(join(tmpdir(), 'imgbackup-disk-'));
+      small = join(work, 'small');
+      await mkdir(small);
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=10m', 'tmpfs', small]);
+    });
+    after(async () => {
+      if (small) execFileSync('umount', [small]);
+      await server?.close();
+      await rm(work, { recursive: true, force: true });
+    });
+
+    test('a plate that alone cannot fit fails clearly; the others go on', async () => {
+      const live = await server.newBucket('live');
+      const cold = await server.newBucket('cold');
+      const big: FixturePlate = { plateId: 'BIG', plateIdFull: 'BIG' };
+      const ok: FixturePlate = { plateId: 'OK', plateIdFull: 'OK' };
+      await uploadAll(client, live, noisePlate(big, 12 * MiB));
+      await uploadAll(client, live, noisePlate(ok, 1 * MiB));
+      const csv = await writePlatesCsv([big, ok], work);
+      const r = await runCli(
+        [
+          'archive',
+          '--plates',
+          csv,
+          '--project-name',
+          PROJECT,
+          '--batch-id',
+          BATCH,
+          '--bucket',
+          live,
+          '--cold-bucket',
+          cold,
+          '--tmpdir',
+          small,
+        ],
+        serverEnv(server),
+      );
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      assert.match(
+        r.stdout,
+        /BIG\s+failed.*needs up to [\d.]+ MB in --tmpdir .* which has [\d.]+ MB free/,
+      );
+      assert.match(r.stdout, /OK\s+archived/);
+      assert.deepEqual(await readdir(small), []);
+    });
+
+    test('plates that fit one at a time but not together wait for each other instead of failing', async () => {
+      const live = await server.newBucket('live');
+      const cold = await server.newBucket('cold');
+      const plates: FixturePlate[] = [
+        { plateId: 'W1', plateIdFull: 'W1' },
+        { plateId: 'W2', plateIdFull: 'W2' },
+      ];
+      for (const p of plates) await uploadAll(client, live, noisePlate(p, 5 * MiB));
+      const csv = await writePlatesCsv(plates, work);
+      const r = await runCli(
+        [
+          'archive',
+          '--plates',
+          csv,
+          '--project-name',
+          PROJECT,
+          '--batch-id',
+          BATCH,
+          '--bucket',
+          live,
+          '--cold-bucket',
+          cold,
+          '--tmpdir',
+          small,
+          '--max-procs',
+          '2',
+          '--verbose',
+        ],
+        serverEnv(server),
+      );
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, /W1\s+archived/);
+      assert.match(r.stdout, /W2\s+archived/);
+      assert.match(r.stderr, /waiting for tmpdir space/);
+      assert.deepEqual(await readdir(small), []);
+    });
+  });
+}
