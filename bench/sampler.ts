@@ -1,0 +1,112 @@
+// Worker thread that samples, every `intervalMs`, the summed VmRSS of a process tree and the bytes
+// under a directory, and reports the peaks when told to stop. It runs off the main thread so the
+// in-process S3 server is not stalled by /proc scans.
+import { lstatSync, readdirSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parentPort, workerData } from 'node:worker_threads';
+
+export interface SamplerInput {
+  rootPid: number;
+  dir: string;
+  intervalMs: number;
+}
+
+export interface SamplerResult {
+  peakRssBytes: number;
+  peakTmpdirBytes: number;
+  peakProcesses: number;
+  samples: number;
+}
+
+/** ppid of every live process, from /proc/<pid>/stat (field 4, after the ")" of the name). */
+function parentMap(): Map<number, number[]> {
+  const children = new Map<number, number[]>();
+  for (const name of readdirSync('/proc')) {
+    const pid = Number(name);
+    if (!Number.isInteger(pid)) continue;
+    let stat: string;
+    try {
+      stat = readFileSync(`/proc/${pid}/stat`, 'latin1');
+    } catch {
+      continue; // exited meanwhile
+    }
+    const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+    const list = children.get(ppid);
+    if (list) list.push(pid);
+    else children.set(ppid, [pid]);
+  }
+  return children;
+}
+
+export function treePids(rootPid: number): number[] {
+  const children = parentMap();
+  const out: number[] = [];
+  const todo = [rootPid];
+  while (todo.length > 0) {
+    const pid = todo.pop()!;
+    out.push(pid);
+    for (const c of children.get(pid) ?? []) todo.push(c);
+  }
+  return out;
+}
+
+function rssBytes(pid: number): number {
+  try {
+    const status = readFileSync(`/proc/${pid}/status`, 'latin1');
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(status);
+    return m ? Number(m[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
+}
+
+/** Bytes of the regular files under dir (apparent size, like `du -sb` without directory blocks). */
+export function dirBytes(dir: string): number {
+  let total = 0;
+  let names: string[];
+  try {
+    names = readdirSync(dir);
+  } catch {
+    return 0;
+  }
+  for (const name of names) {
+    const p = join(dir, name);
+    try {
+      const st = lstatSync(p);
+      if (st.isDirectory()) total += dirBytes(p);
+      else if (st.isFile()) total += st.size;
+    } catch {
+      // removed meanwhile
+    }
+  }
+  return total;
+}
+
+if (parentPort && workerData) {
+  const input = workerData as SamplerInput;
+  const port = parentPort;
+  const result: SamplerResult = {
+    peakRssBytes: 0,
+    peakTmpdirBytes: 0,
+    peakProcesses: 0,
+    samples: 0,
+  };
+  const sample = () => {
+    const pids = treePids(input.rootPid);
+    const rss = pids.reduce((n, pid) => n + rssBytes(pid), 0);
+    const tmp = dirBytes(input.dir);
+    result.peakRssBytes = Math.max(result.peakRssBytes, rss);
+    result.peakTmpdirBytes = Math.max(result.peakTmpdirBytes, tmp);
+    result.peakProcesses = Math.max(result.peakProcesses, pids.length);
+    result.samples += 1;
+  };
+  const timer = setInterval(sample, input.intervalMs);
+  sample();
+  port.on('message', (msg: unknown) => {
+    if (msg !== 'stop') return;
+    clearInterval(timer);
+    sample();
+    port.postMessage(result);
+    port.close();
+  });
+}
