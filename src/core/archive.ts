@@ -58,11 +58,15 @@ export interface ArchiveOptions {
   disk?: DiskBudget;
 }
 
-/** Per plate: 16 GETs ahead, up to 64 MiB buffered, objects over 16 MiB streamed. */
+/**
+ * Per plate: up to 16 GETs ahead within 32 MiB buffered; objects over 8 MiB are streamed, not
+ * buffered. Enough to hide S3 latency for ~10 MB images; with the upload queue this keeps a plate
+ * near 100 MB of memory (measured: npm run bench, README).
+ */
 export const DEFAULT_READ_AHEAD: ReadAheadOptions = {
   maxCount: 16,
-  maxBytes: 64 * 1024 * 1024,
-  bufferLimit: 16 * 1024 * 1024,
+  maxBytes: 32 * 1024 * 1024,
+  bufferLimit: 8 * 1024 * 1024,
 };
 
 /** HEADs in flight when looking for objects that need a restore. */
