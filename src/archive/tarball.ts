@@ -87,17 +87,20 @@ export class TarballWriter {
     this.out = out;
     const stages: NodeJS.ReadWriteStream[] = [];
     if (opts.level !== undefined) stages.push(new GzipBlocks(opts.level));
+    // Every failure of the pipeline passes here once, so a user sees what it means for them.
     this.done = pipeline(
       this.pack,
       ...(stages as [NodeJS.ReadWriteStream]),
       new HashTap(this.hasher),
       out,
       ...(opts.signal ? [{ signal: opts.signal }] : []),
-    );
-    this.done.catch((err: unknown) => {
-      this.failure ??= err;
-      this.rejectEntry?.(err);
+    ).catch((err: unknown) => {
+      const described = this.describe(err);
+      this.failure ??= described;
+      this.rejectEntry?.(described);
+      throw described;
     });
+    this.done.catch(() => {}); // observed through failure / rejectEntry / finish()
   }
 
   async addDirectory(name: string, mtime: Date): Promise<void> {
@@ -153,18 +156,22 @@ export class TarballWriter {
   }
 
   private throwIfFailed(): void {
-    const err = this.failure as NodeJS.ErrnoException | undefined;
-    if (err?.code === 'EEXIST') {
-      throw new PlateError(
+    if (this.failure) throw this.failure;
+  }
+
+  private describe(err: unknown): unknown {
+    const code = (err as NodeJS.ErrnoException | undefined)?.code;
+    if (code === 'EEXIST') {
+      return new PlateError(
         `${this.opts.path} already exists (another run on this --tmpdir, or left by a killed run); remove it and re-run`,
       );
     }
-    if (err?.code === 'ENOSPC') {
-      throw new PlateError(
+    if (code === 'ENOSPC') {
+      return new PlateError(
         `${this.opts.path}: no space left on the --tmpdir device; free space or lower --max-procs`,
       );
     }
-    if (err) throw err;
+    return err;
   }
 
   /** Ends the tar and waits until every byte is on disk. */

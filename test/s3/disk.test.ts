@@ -1,11 +1,11 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { mkdir, mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import type { S3Client } from '@aws-sdk/client-s3';
+import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { runCli, serverEnv } from '../helpers/cli.js';
 import {
   BATCH,
@@ -118,6 +118,60 @@ for (const name of testServerNames()) {
       assert.match(r.stdout, /W2\s+archived/);
       assert.match(r.stderr, /waiting for tmpdir space/);
       assert.deepEqual(await readdir(small), []);
+    });
+
+    test('the disk filling up mid-write (ENOSPC) fails that plate cleanly; the others go on', async () => {
+      const live = await server.newBucket('live');
+      const cold = await server.newBucket('cold');
+      const victim: FixturePlate = { plateId: 'FULL', plateIdFull: 'FULL' };
+      const after: FixturePlate = { plateId: 'AFTER', plateIdFull: 'AFTER' };
+      await uploadAll(client, live, noisePlate(victim, 6 * MiB));
+      await uploadAll(client, live, noisePlate(after, 256 * 1024));
+      const csv = await writePlatesCsv([victim, after], work);
+      // Something else fills the disk once the plate has started (its lock file appears).
+      const filler = join(small, 'someone-elses-file');
+      let filled = false;
+      const fill = (async () => {
+        for (let i = 0; i < 2000 && !filled; i++) {
+          if ((await readdir(small)).some((f) => f.endsWith('.lock'))) {
+            await writeFile(filler, Buffer.alloc(7 * MiB)).catch(() => {});
+            filled = true;
+          }
+          await new Promise((r) => setTimeout(r, 2));
+        }
+      })();
+      const r = await runCli(
+        [
+          'archive',
+          '--plates',
+          csv,
+          '--project-name',
+          PROJECT,
+          '--batch-id',
+          BATCH,
+          '--bucket',
+          live,
+          '--cold-bucket',
+          cold,
+          '--tmpdir',
+          small,
+          '--max-procs',
+          '1',
+        ],
+        serverEnv(server),
+      );
+      filled = true;
+      await fill;
+      assert.equal(r.code, 1, r.stdout + r.stderr);
+      assert.match(r.stdout, /FULL\s+failed.*no space left on the --tmpdir device/);
+      assert.match(r.stdout, /AFTER\s+archived/);
+      assert.deepEqual(await readdir(small), ['someone-elses-file'], 'nothing of ours left behind');
+      await rm(filler);
+      const key = `imaging_analysis/${PROJECT}/plates/${PROJECT}_${BATCH}_FULL_images_illum_analysis.tar.gz`;
+      const head = await client
+        .send(new HeadObjectCommand({ Bucket: cold, Key: key }))
+        .catch(() => undefined);
+      assert.equal(head, undefined, 'no tarball of the failed plate');
     });
   });
 }

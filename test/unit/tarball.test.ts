@@ -205,7 +205,10 @@ describe('TarballWriter, gzip', () => {
         await w.addFile('x', 1, MTIME, Buffer.from('x'));
         await w.finish();
       })(),
-      { code: 'EEXIST' },
+      {
+        name: 'PlateError',
+        message: `${path} already exists (another run on this --tmpdir, or left by a killed run); remove it and re-run`,
+      },
     );
     assert.deepEqual(await readFile(path), before);
   });
