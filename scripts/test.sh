@@ -7,6 +7,7 @@
 # Env:
 #   IMGBACKUP_TEST_SERVERS   comma list of s3rver,rgw (default both)
 #   IMGBACKUP_TEST_RGW_ENDPOINT/_ACCESS_KEY/_SECRET_KEY  use this S3 as "rgw" instead of starting one
+#   IMGBACKUP_TEST_RGW_OTHER_ACCESS_KEY/_SECRET_KEY      a second user there, who owns no bucket
 #   RGW_PORT, MON_PORT       ports for the radosgw started here (default: first free from 7480 / 3300)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -78,8 +79,14 @@ if [ "$start_rgw" = 1 ]; then
   IMGBACKUP_TEST_RGW_ACCESS_KEY=$(get S3_ACCESS_KEY)
   IMGBACKUP_TEST_RGW_SECRET_KEY=$(get S3_SECRET_KEY)
   IMGBACKUP_TEST_RGW_REGION=$(get S3_REGION)
+  # A second user, who owns nothing: what "access denied" looks like from a real S3.
+  IMGBACKUP_TEST_RGW_OTHER_ACCESS_KEY=otheraccesskey
+  IMGBACKUP_TEST_RGW_OTHER_SECRET_KEY=othersecretkey
+  radosgw-admin -c "$rgw_dir/ceph.conf" user create --uid=other --display-name=other \
+    --access-key="$IMGBACKUP_TEST_RGW_OTHER_ACCESS_KEY" \
+    --secret-key="$IMGBACKUP_TEST_RGW_OTHER_SECRET_KEY" >/dev/null
   export IMGBACKUP_TEST_RGW_ENDPOINT IMGBACKUP_TEST_RGW_ACCESS_KEY IMGBACKUP_TEST_RGW_SECRET_KEY \
-    IMGBACKUP_TEST_RGW_REGION
+    IMGBACKUP_TEST_RGW_REGION IMGBACKUP_TEST_RGW_OTHER_ACCESS_KEY IMGBACKUP_TEST_RGW_OTHER_SECRET_KEY
   awk -v a="$EPOCHREALTIME" -v b="$t0" -v e="$IMGBACKUP_TEST_RGW_ENDPOINT" \
     'BEGIN{printf "test.sh: radosgw up at %s in %.1f s\n", e, a-b}'
 fi

@@ -109,8 +109,46 @@ for (const name of testServerNames()) {
       await nothingWritten();
     });
 
+    test('a bucket in another region (S3 answers 301): one line saying --region, exit 2', async () => {
+      // What AWS answers a HeadBucket sent to the wrong region; neither test server has regions.
+      const aws = await startFaultProxy(server.endpoint, {
+        rate: 0,
+        answer: (req) =>
+          req.method === 'HEAD' && req.url?.replace(/\?.*/, '').replace(/\/$/, '') === `/${live}`
+            ? { status: 301, code: 'PermanentRedirect', message: 'wrong region' }
+            : undefined,
+      });
+      try {
+        const r = await archive({ ...serverEnv(server), AWS_ENDPOINT_URL: aws.endpoint });
+        assert.equal(r.code, 2, r.stderr);
+        assert.equal(said(r.stderr).length, 1, r.stderr);
+        assert.match(
+          r.stderr,
+          new RegExp(`s3://${live}: bucket is in another region; pass --region`),
+        );
+        await nothingWritten();
+      } finally {
+        await aws.close();
+      }
+    });
+
     // s3rver checks no signature at all; these need a server that authenticates requests.
     if (name === 'rgw') {
+      test('access denied (credentials of a user who owns neither bucket): one line, exit 2', async () => {
+        const ak = process.env.IMGBACKUP_TEST_RGW_OTHER_ACCESS_KEY;
+        const sk = process.env.IMGBACKUP_TEST_RGW_OTHER_SECRET_KEY;
+        assert.ok(ak && sk, 'scripts/test.sh sets IMGBACKUP_TEST_RGW_OTHER_ACCESS_KEY/_SECRET_KEY');
+        const r = await archive({
+          ...serverEnv(server),
+          AWS_ACCESS_KEY_ID: ak,
+          AWS_SECRET_ACCESS_KEY: sk,
+        });
+        assert.equal(r.code, 2, r.stderr);
+        assert.equal(said(r.stderr).length, 1, r.stderr);
+        assert.match(r.stderr, new RegExp(`s3://${live}: access denied`));
+        await nothingWritten();
+      });
+
       test('refused credentials: one line, exit 2, nothing written', async () => {
         const r = await archive({ ...serverEnv(server), AWS_SECRET_ACCESS_KEY: 'not-the-secret' });
         assert.equal(r.code, 2, r.stderr);
