@@ -34,7 +34,7 @@ import {
   sourceFiles,
   type ListedSource,
 } from './sources.js';
-import { runPlates, type PlateResult } from './pool.js';
+import { poolOptions, runPlates, type PlateResult, type RunOptions } from './pool.js';
 import { DiskBudget, freeBytes } from './disk.js';
 import { abortStaleUploads, inProgressRecord, lockPlate, removeStaleLocal } from './resume.js';
 import { checkBuckets, checkTmpdir } from './preflight.js';
@@ -448,14 +448,7 @@ async function archivedError(
   );
 }
 
-export interface ArchiveRunOptions extends ArchiveOptions {
-  plates: PlateRow[];
-  maxProcs: number;
-  signal: AbortSignal;
-  logDir?: string;
-  onStart?: (plate: PlateRow) => void;
-  onDone?: (result: PlateResult) => void;
-}
+export interface ArchiveRunOptions extends ArchiveOptions, RunOptions {}
 
 /** The archive command: every plate of the CSV, maxProcs at a time. */
 export async function archive(store: S3Store, opts: ArchiveRunOptions): Promise<PlateResult[]> {
@@ -471,13 +464,6 @@ export async function archive(store: S3Store, opts: ArchiveRunOptions): Promise<
       const log = plateLogger(opts.log, plate.plateId, opts.logDir);
       return archivePlate(store.withSignal(signal), opts, plate, log);
     },
-    {
-      maxProcs: opts.maxProcs,
-      signal: opts.signal,
-      log: opts.log,
-      ...(opts.logDir ? { jobLog: join(opts.logDir, 'archive.joblog') } : {}),
-      ...(opts.onStart ? { onStart: opts.onStart } : {}),
-      ...(opts.onDone ? { onDone: opts.onDone } : {}),
-    },
+    poolOptions(opts, 'archive'),
   );
 }

@@ -9,7 +9,7 @@ import {
 import { plateLogger, type Logger } from '../log/log.js';
 import type { PlateRow } from '../plates/plates-csv.js';
 import type { S3Store } from '../s3/store.js';
-import { runPlates, type PlateResult } from './pool.js';
+import { poolOptions, runPlates, type PlateResult, type RunOptions } from './pool.js';
 import { checkBuckets } from './preflight.js';
 import { isFolderMarker, nameSome } from './sources.js';
 import { readVerifiedRecord, type VerifiedRecord } from './verify.js';
@@ -25,26 +25,8 @@ export interface PlanLine {
   etag: string;
 }
 
-interface RunBase {
+interface RunBase extends RunOptions {
   layout: LayoutOptions;
-  plates: PlateRow[];
-  maxProcs: number;
-  signal: AbortSignal;
-  log: Logger;
-  logDir?: string;
-  onStart?: (plate: PlateRow) => void;
-  onDone?: (result: PlateResult) => void;
-}
-
-function poolOptions(opts: RunBase, name: string) {
-  return {
-    maxProcs: opts.maxProcs,
-    signal: opts.signal,
-    log: opts.log,
-    ...(opts.logDir ? { jobLog: `${opts.logDir}/${name}.joblog` } : {}),
-    ...(opts.onStart ? { onStart: opts.onStart } : {}),
-    ...(opts.onDone ? { onDone: opts.onDone } : {}),
-  };
 }
 
 /**

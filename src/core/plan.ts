@@ -5,7 +5,7 @@ import { plateLogger, type Logger } from '../log/log.js';
 import type { PlateRow } from '../plates/plates-csv.js';
 import type { S3Store } from '../s3/store.js';
 import { tarEntries } from './archive.js';
-import { runPlates, type PlateResult } from './pool.js';
+import { poolOptions, runPlates, type PlateResult, type RunOptions } from './pool.js';
 import { checkBuckets } from './preflight.js';
 import { listSources, sourceFiles } from './sources.js';
 import { readVerifiedRecord } from './verify.js';
@@ -75,15 +75,7 @@ export async function planPlate(
   };
 }
 
-export interface PlanRunOptions extends PlanOptions {
-  plates: PlateRow[];
-  maxProcs: number;
-  signal: AbortSignal;
-  log: Logger;
-  logDir?: string;
-  onStart?: (plate: PlateRow) => void;
-  onDone?: (result: PlateResult) => void;
-}
+export interface PlanRunOptions extends PlanOptions, RunOptions {}
 
 export async function plan(store: S3Store, opts: PlanRunOptions): Promise<PlateResult[]> {
   await checkBuckets(store, [opts.layout.bucket, opts.layout.coldBucket]);
@@ -97,14 +89,8 @@ export async function plan(store: S3Store, opts: PlanRunOptions): Promise<PlateR
         plate,
         plateLogger(opts.log, plate.plateId, opts.logDir),
       ),
-    {
-      // listing is cheap; plan every plate at once
-      maxProcs: Math.max(opts.maxProcs, 8),
-      signal: opts.signal,
-      log: opts.log,
-      ...(opts.onStart ? { onStart: opts.onStart } : {}),
-      ...(opts.onDone ? { onDone: opts.onDone } : {}),
-    },
+    // listing is cheap; plan every plate at once
+    { ...poolOptions(opts, 'plan'), maxProcs: Math.max(opts.maxProcs, 8) },
   );
 }
 

@@ -33,6 +33,29 @@ export interface PlateResult {
   details?: Record<string, unknown>;
 }
 
+/** What every plate command's run takes besides its own options. */
+export interface RunOptions {
+  plates: PlateRow[];
+  maxProcs: number;
+  signal: AbortSignal;
+  log: Logger;
+  /** Job log `<logDir>/<command>.joblog` and one log file per plate. */
+  logDir?: string;
+  onStart?: (plate: PlateRow) => void;
+  onDone?: (result: PlateResult) => void;
+}
+
+export function poolOptions(opts: RunOptions, command: string): PoolOptions {
+  return {
+    maxProcs: opts.maxProcs,
+    signal: opts.signal,
+    log: opts.log,
+    ...(opts.logDir ? { jobLog: join(opts.logDir, `${command}.joblog`) } : {}),
+    ...(opts.onStart ? { onStart: opts.onStart } : {}),
+    ...(opts.onDone ? { onDone: opts.onDone } : {}),
+  };
+}
+
 export interface PoolOptions {
   maxProcs: number;
   signal: AbortSignal;

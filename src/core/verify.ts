@@ -18,7 +18,7 @@ import {
   pathRule,
   type ListingFormat,
 } from './archive-state.js';
-import { runPlates, type PlateResult } from './pool.js';
+import { poolOptions, runPlates, type PlateResult, type RunOptions } from './pool.js';
 import { checkBuckets } from './preflight.js';
 import { nameSome } from './sources.js';
 
@@ -240,15 +240,7 @@ async function readTarball(
   return { md5: whole.digest('hex'), members, problems };
 }
 
-export interface VerifyRunOptions extends VerifyOptions {
-  plates: PlateRow[];
-  maxProcs: number;
-  signal: AbortSignal;
-  log: Logger;
-  logDir?: string;
-  onStart?: (plate: PlateRow) => void;
-  onDone?: (result: PlateResult) => void;
-}
+export interface VerifyRunOptions extends VerifyOptions, RunOptions {}
 
 export async function verify(store: S3Store, opts: VerifyRunOptions): Promise<PlateResult[]> {
   await checkBuckets(store, [opts.layout.bucket, opts.layout.coldBucket]);
@@ -262,14 +254,7 @@ export async function verify(store: S3Store, opts: VerifyRunOptions): Promise<Pl
         plate,
         plateLogger(opts.log, plate.plateId, opts.logDir),
       ),
-    {
-      maxProcs: opts.maxProcs,
-      signal: opts.signal,
-      log: opts.log,
-      ...(opts.logDir ? { jobLog: `${opts.logDir}/verify.joblog` } : {}),
-      ...(opts.onStart ? { onStart: opts.onStart } : {}),
-      ...(opts.onDone ? { onDone: opts.onDone } : {}),
-    },
+    poolOptions(opts, 'verify'),
   );
 }
 

@@ -5,8 +5,9 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { BIN, runCli, serverEnv } from '../helpers/cli.js';
+import { snapshot } from '../helpers/s3.js';
 import {
   BATCH,
   imageLike,
@@ -19,20 +20,6 @@ import {
   type FixturePlate,
 } from '../helpers/fixtures.js';
 import { startServer, testServerNames, type TestServer } from '../helpers/servers.js';
-
-async function snapshot(client: S3Client, bucket: string): Promise<string[]> {
-  const out: string[] = [];
-  let token: string | undefined;
-  do {
-    const page = await client.send(
-      new ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token }),
-    );
-    for (const o of page.Contents ?? [])
-      out.push(`${o.Key} ${o.ETag} ${o.LastModified?.toISOString()}`);
-    token = page.NextContinuationToken;
-  } while (token);
-  return out.sort();
-}
 
 const tag = (p: FixturePlate) => `${PROJECT}_${BATCH}_${p.plateId}`;
 const BIG: FixturePlate = { plateId: 'big-plate', plateIdFull: 'big-plate' };

@@ -4,12 +4,8 @@ import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import {
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  type S3Client,
-} from '@aws-sdk/client-s3';
+import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { getBytes, snapshot } from '../helpers/s3.js';
 import { runCli, serverEnv } from '../helpers/cli.js';
 import {
   BATCH,
@@ -28,26 +24,6 @@ import {
   type GroundTruth,
 } from '../helpers/fixtures.js';
 import { startServer, testServerNames, type TestServer } from '../helpers/servers.js';
-
-async function getBytes(client: S3Client, bucket: string, key: string): Promise<Buffer> {
-  const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-  return Buffer.from(await r.Body!.transformToByteArray());
-}
-
-/** Every key of a bucket with its ETag and mtime, to prove a run changed nothing. */
-async function snapshot(client: S3Client, bucket: string): Promise<string[]> {
-  const out: string[] = [];
-  let token: string | undefined;
-  do {
-    const page = await client.send(
-      new ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token }),
-    );
-    for (const o of page.Contents ?? [])
-      out.push(`${o.Key} ${o.ETag} ${o.LastModified?.toISOString()}`);
-    token = page.NextContinuationToken;
-  } while (token);
-  return out.sort();
-}
 
 /** S3's ETag rule, written out here independently of the tool's own implementation. */
 function multipartEtag(data: Buffer, partSize: number): string {

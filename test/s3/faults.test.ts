@@ -4,7 +4,8 @@ import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { type S3Client } from '@aws-sdk/client-s3';
+import { getBytes, keysUnder } from '../helpers/s3.js';
 import { runCli, serverEnv } from '../helpers/cli.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import {
@@ -24,24 +25,6 @@ import {
 import { startServer, testServerNames, type TestServer } from '../helpers/servers.js';
 
 const FAULT_RATE = 0.05;
-
-async function getBytes(client: S3Client, bucket: string, key: string): Promise<Buffer> {
-  const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-  return Buffer.from(await r.Body!.transformToByteArray());
-}
-
-async function keysUnder(client: S3Client, bucket: string, prefix: string): Promise<string[]> {
-  const out: string[] = [];
-  let token: string | undefined;
-  do {
-    const page = await client.send(
-      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
-    );
-    for (const o of page.Contents ?? []) out.push(o.Key!);
-    token = page.NextContinuationToken;
-  } while (token);
-  return out.sort();
-}
 
 const tag = (p: FixturePlate) => `${PROJECT}_${BATCH}_${p.plateId}`;
 

@@ -3,7 +3,8 @@ import { mkdtemp, readdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { DeleteObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { snapshot } from '../helpers/s3.js';
 import { runCli, serverEnv } from '../helpers/cli.js';
 import {
   BATCH,
@@ -16,19 +17,6 @@ import {
   type FixturePlate,
 } from '../helpers/fixtures.js';
 import { startServer, testServerNames, type TestServer } from '../helpers/servers.js';
-
-async function snapshot(client: S3Client, bucket: string): Promise<string[]> {
-  const out: string[] = [];
-  let token: string | undefined;
-  do {
-    const page = await client.send(
-      new ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token }),
-    );
-    for (const o of page.Contents ?? []) out.push(`${o.Key} ${o.ETag}`);
-    token = page.NextContinuationToken;
-  } while (token);
-  return out.sort();
-}
 
 interface Line {
   type: string;

@@ -4,7 +4,8 @@ import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { type S3Client } from '@aws-sdk/client-s3';
+import { getBytes } from '../helpers/s3.js';
 import { runCli, serverEnv } from '../helpers/cli.js';
 import {
   BATCH,
@@ -20,11 +21,6 @@ import {
   type GroundTruth,
 } from '../helpers/fixtures.js';
 import { startServer, testServerNames, type TestServer } from '../helpers/servers.js';
-
-async function getBytes(client: S3Client, bucket: string, key: string): Promise<Buffer> {
-  const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-  return Buffer.from(await r.Body!.transformToByteArray());
-}
 
 for (const name of testServerNames()) {
   describe(`archive --stream against ${name}`, () => {

@@ -4,13 +4,8 @@ import { chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import {
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  type S3Client,
-} from '@aws-sdk/client-s3';
+import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { getBytes, keysUnder } from '../helpers/s3.js';
 import { runCli, serverEnv } from '../helpers/cli.js';
 import {
   BATCH,
@@ -24,24 +19,6 @@ import {
   type FixturePlate,
 } from '../helpers/fixtures.js';
 import { startServer, testServerNames, type TestServer } from '../helpers/servers.js';
-
-async function getBytes(client: S3Client, bucket: string, key: string): Promise<Buffer> {
-  const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-  return Buffer.from(await r.Body!.transformToByteArray());
-}
-
-async function keysUnder(client: S3Client, bucket: string, prefix: string): Promise<string[]> {
-  const out: string[] = [];
-  let token: string | undefined;
-  do {
-    const page = await client.send(
-      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
-    );
-    for (const o of page.Contents ?? []) out.push(o.Key!);
-    token = page.NextContinuationToken;
-  } while (token);
-  return out.sort();
-}
 
 const tag = (p: FixturePlate) => `${PROJECT}_${BATCH}_${p.plateId}`;
 const coldKey = (p: FixturePlate, name: string) =>

@@ -1,0 +1,36 @@
+// Reads the tests make straight from a server (never through the tool), to check what it wrote.
+import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+
+export async function getBytes(client: S3Client, bucket: string, key: string): Promise<Buffer> {
+  const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  return Buffer.from(await r.Body!.transformToByteArray());
+}
+
+async function listAll(client: S3Client, bucket: string, prefix?: string) {
+  const out: { Key?: string; ETag?: string; LastModified?: Date }[] = [];
+  let token: string | undefined;
+  do {
+    const page = await client.send(
+      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
+    );
+    out.push(...(page.Contents ?? []));
+    token = page.NextContinuationToken;
+  } while (token);
+  return out;
+}
+
+/** Every key under a prefix, sorted. */
+export async function keysUnder(
+  client: S3Client,
+  bucket: string,
+  prefix: string,
+): Promise<string[]> {
+  return (await listAll(client, bucket, prefix)).map((o) => o.Key!).sort();
+}
+
+/** Every key of a bucket with its ETag and mtime, to prove a run changed nothing. */
+export async function snapshot(client: S3Client, bucket: string): Promise<string[]> {
+  return (await listAll(client, bucket))
+    .map((o) => `${o.Key} ${o.ETag} ${o.LastModified?.toISOString()}`)
+    .sort();
+}
