@@ -7,6 +7,7 @@ import { after, before, describe, test } from 'node:test';
 import {
   DeleteObjectCommand,
   GetObjectCommand,
+  ListMultipartUploadsCommand,
   ListObjectsV2Command,
   type S3Client,
 } from '@aws-sdk/client-s3';
@@ -145,6 +146,12 @@ for (const name of testServerNames()) {
       assert.deepEqual(await readdir(tmp), [], 'tmpdir empty (no tarball, no lock)');
 
       assert.deepEqual([await contents(client, live), await contents(client, cold)], expected);
+      // The killed run's multipart upload was aborted, not left to be billed. (s3rver does not
+      // implement ListMultipartUploads; radosgw does, as S3.)
+      if (name === 'rgw') {
+        const open = await client.send(new ListMultipartUploadsCommand({ Bucket: cold }));
+        assert.deepEqual(open.Uploads ?? [], [], 'no multipart upload left in the cold bucket');
+      }
     });
   });
 }
