@@ -1,6 +1,7 @@
 // Runs the built CLI as a user would: a child process with its own environment.
 import { spawn } from 'node:child_process';
 import { fileURLToPath } from 'node:url';
+import { BATCH, PROJECT } from './fixtures.js';
 import type { TestServer } from './servers.js';
 
 export const BIN = fileURLToPath(new URL('../../../bin/imgbackup.js', import.meta.url));
@@ -56,4 +57,20 @@ export function runCli(
     child.stdin.end(opts.input ?? '');
     child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
   });
+}
+
+/** The flags naming a run's plates and buckets, as every plate command takes them. */
+export function plateArgs(o: { csv: string; live: string; cold: string }): string[] {
+  return [
+    '--plates',
+    o.csv,
+    '--project-name',
+    PROJECT,
+    '--batch-id',
+    BATCH,
+    '--bucket',
+    o.live,
+    '--cold-bucket',
+    o.cold,
+  ];
 }

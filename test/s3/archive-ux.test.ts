@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { BIN, runCli, serverEnv } from '../helpers/cli.js';
+import { BIN, runCli, serverEnv, plateArgs } from '../helpers/cli.js';
 import { snapshot } from '../helpers/s3.js';
 import {
   BATCH,
@@ -103,16 +103,7 @@ for (const name of testServerNames()) {
 
     const args = (csv: string, tmp: string, extra: string[] = []) => [
       'archive',
-      '--plates',
-      csv,
-      '--project-name',
-      PROJECT,
-      '--batch-id',
-      BATCH,
-      '--bucket',
-      live,
-      '--cold-bucket',
-      cold,
+      ...plateArgs({ csv: csv, live: live, cold: cold }),
       '--tmpdir',
       tmp,
       ...extra,

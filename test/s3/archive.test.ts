@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { getBytes, snapshot } from '../helpers/s3.js';
-import { runCli, serverEnv } from '../helpers/cli.js';
+import { runCli, serverEnv, plateArgs } from '../helpers/cli.js';
 import {
   BATCH,
   expectedListing,
@@ -68,16 +68,7 @@ for (const name of testServerNames()) {
 
     const args = (csv: string, tmp: string, extra: string[] = []) => [
       'archive',
-      '--plates',
-      csv,
-      '--project-name',
-      PROJECT,
-      '--batch-id',
-      BATCH,
-      '--bucket',
-      live,
-      '--cold-bucket',
-      coldBucket,
+      ...plateArgs({ csv: csv, live: live, cold: coldBucket }),
       '--tmpdir',
       tmp,
       '--max-procs',

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { runCli, serverEnv } from '../helpers/cli.js';
+import { runCli, serverEnv, plateArgs } from '../helpers/cli.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import {
   BATCH,
@@ -56,22 +56,7 @@ for (const name of testServerNames()) {
 
     const archive = (env: NodeJS.ProcessEnv, extra: string[] = []) =>
       runCli(
-        [
-          'archive',
-          '--plates',
-          csv,
-          '--project-name',
-          PROJECT,
-          '--batch-id',
-          BATCH,
-          '--bucket',
-          live,
-          '--cold-bucket',
-          cold,
-          '--tmpdir',
-          work,
-          ...extra,
-        ],
+        ['archive', ...plateArgs({ csv: csv, live: live, cold: cold }), '--tmpdir', work, ...extra],
         env,
       );
 
@@ -193,21 +178,7 @@ for (const name of testServerNames()) {
         const chgCsv = await writePlatesCsv([p], await mkdtemp(join(work, 'chg-')));
         const tmp = await mkdtemp(join(work, 'chg-tmp-'));
         const r = await runCli(
-          [
-            'archive',
-            '--plates',
-            chgCsv,
-            '--project-name',
-            PROJECT,
-            '--batch-id',
-            BATCH,
-            '--bucket',
-            live,
-            '--cold-bucket',
-            cold,
-            '--tmpdir',
-            tmp,
-          ],
+          ['archive', ...plateArgs({ csv: chgCsv, live: live, cold: cold }), '--tmpdir', tmp],
           { ...serverEnv(server), AWS_ENDPOINT_URL: proxy.endpoint },
         );
         assert.ok(changed, 'the object was overwritten mid-run');

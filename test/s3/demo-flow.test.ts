@@ -5,13 +5,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import type { S3Client } from '@aws-sdk/client-s3';
-import { runCli, serverEnv } from '../helpers/cli.js';
+import { runCli, serverEnv, plateArgs } from '../helpers/cli.js';
 import {
-  BATCH,
   PLATE_A,
   PLATE_B,
   plateObjects,
-  PROJECT,
   uploadAll,
   writePlatesCsv,
   type FixturePlate,
@@ -77,19 +75,7 @@ for (const name of testServerNames()) {
       }
       const csv = await writePlatesCsv([PLATE_A, PLATE_B], work);
       const tmp = await mkdtemp(join(work, 'tmp-'));
-      const common = [
-        '--plates',
-        csv,
-        '--project-name',
-        PROJECT,
-        '--batch-id',
-        BATCH,
-        '--bucket',
-        live,
-        '--cold-bucket',
-        cold,
-        '--json',
-      ];
+      const common = [...plateArgs({ csv: csv, live: live, cold: cold }), '--json'];
       const files = (p: FixturePlate) => [...truth.get(p)!.keys()].filter((k) => !k.endsWith('/'));
       const bytes = (p: FixturePlate) =>
         [...truth.get(p)!.values()].reduce((n, v) => n + v.length, 0);

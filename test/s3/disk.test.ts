@@ -6,7 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { runCli, serverEnv } from '../helpers/cli.js';
+import { runCli, serverEnv, plateArgs } from '../helpers/cli.js';
 import {
   BATCH,
   PROJECT,
@@ -57,21 +57,7 @@ for (const name of testServerNames()) {
       await uploadAll(client, live, noisePlate(ok, 1 * MiB));
       const csv = await writePlatesCsv([big, ok], work);
       const r = await runCli(
-        [
-          'archive',
-          '--plates',
-          csv,
-          '--project-name',
-          PROJECT,
-          '--batch-id',
-          BATCH,
-          '--bucket',
-          live,
-          '--cold-bucket',
-          cold,
-          '--tmpdir',
-          small,
-        ],
+        ['archive', ...plateArgs({ csv: csv, live: live, cold: cold }), '--tmpdir', small],
         serverEnv(server),
       );
       assert.equal(r.code, 1, r.stdout + r.stderr);
@@ -95,16 +81,7 @@ for (const name of testServerNames()) {
       const r = await runCli(
         [
           'archive',
-          '--plates',
-          csv,
-          '--project-name',
-          PROJECT,
-          '--batch-id',
-          BATCH,
-          '--bucket',
-          live,
-          '--cold-bucket',
-          cold,
+          ...plateArgs({ csv: csv, live: live, cold: cold }),
           '--tmpdir',
           small,
           '--max-procs',
@@ -143,16 +120,7 @@ for (const name of testServerNames()) {
       const r = await runCli(
         [
           'archive',
-          '--plates',
-          csv,
-          '--project-name',
-          PROJECT,
-          '--batch-id',
-          BATCH,
-          '--bucket',
-          live,
-          '--cold-bucket',
-          cold,
+          ...plateArgs({ csv: csv, live: live, cold: cold }),
           '--tmpdir',
           small,
           '--max-procs',

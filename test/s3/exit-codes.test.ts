@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { runCli, serverEnv } from '../helpers/cli.js';
+import { runCli, serverEnv, plateArgs } from '../helpers/cli.js';
 import {
   BATCH,
   imageLike,
@@ -78,16 +78,7 @@ for (const name of testServerNames()) {
 
     const args = (cmd: string, csv: string, extra: string[] = []) => [
       cmd,
-      '--plates',
-      csv,
-      '--project-name',
-      PROJECT,
-      '--batch-id',
-      BATCH,
-      '--bucket',
-      live,
-      '--cold-bucket',
-      cold,
+      ...plateArgs({ csv: csv, live: live, cold: cold }),
       ...extra,
     ];
 

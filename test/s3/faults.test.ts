@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type S3Client } from '@aws-sdk/client-s3';
 import { getBytes, keysUnder } from '../helpers/s3.js';
-import { runCli, serverEnv } from '../helpers/cli.js';
+import { runCli, serverEnv, plateArgs } from '../helpers/cli.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
 import {
   BATCH,
@@ -63,20 +63,7 @@ for (const name of testServerNames()) {
       const csv = await writePlatesCsv(plates, work);
       const tmp = await mkdtemp(join(work, 'tmp-'));
       const env = { ...serverEnv(server), AWS_ENDPOINT_URL: proxy.endpoint };
-      const common = [
-        '--plates',
-        csv,
-        '--project-name',
-        PROJECT,
-        '--batch-id',
-        BATCH,
-        '--bucket',
-        live,
-        '--cold-bucket',
-        cold,
-        '--max-attempts',
-        '8',
-      ];
+      const common = [...plateArgs({ csv: csv, live: live, cold: cold }), '--max-attempts', '8'];
 
       const a = await runCli(['archive', ...common, '--tmpdir', tmp, '--max-procs', '3'], env);
       assert.equal(a.code, 0, a.stdout + a.stderr);
@@ -165,21 +152,7 @@ for (const name of testServerNames()) {
         const tmp = await mkdtemp(join(work, 'tmp-'));
         const env = { ...serverEnv(server), AWS_ENDPOINT_URL: glacier.endpoint };
         const r = await runCli(
-          [
-            'archive',
-            '--plates',
-            csv,
-            '--project-name',
-            PROJECT,
-            '--batch-id',
-            BATCH,
-            '--bucket',
-            live,
-            '--cold-bucket',
-            cold,
-            '--tmpdir',
-            tmp,
-          ],
+          ['archive', ...plateArgs({ csv: csv, live: live, cold: cold }), '--tmpdir', tmp],
           env,
         );
         assert.equal(r.code, 1, r.stdout + r.stderr);

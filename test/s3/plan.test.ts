@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { snapshot } from '../helpers/s3.js';
-import { runCli, serverEnv } from '../helpers/cli.js';
+import { runCli, serverEnv, plateArgs } from '../helpers/cli.js';
 import {
   BATCH,
   PLATE_B,
@@ -68,20 +68,7 @@ for (const name of testServerNames()) {
 
     const run = (cmd: string, extra: string[] = [], plates = csv) =>
       runCli(
-        [
-          cmd,
-          '--plates',
-          plates,
-          '--project-name',
-          PROJECT,
-          '--batch-id',
-          BATCH,
-          '--bucket',
-          live,
-          '--cold-bucket',
-          cold,
-          ...extra,
-        ],
+        [cmd, ...plateArgs({ csv: plates, live: live, cold: cold }), ...extra],
         serverEnv(server),
       );
 

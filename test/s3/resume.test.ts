@@ -11,10 +11,9 @@ import {
   ListObjectsV2Command,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { runCli, serverEnv } from '../helpers/cli.js';
+import { runCli, serverEnv, plateArgs } from '../helpers/cli.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import {
-  BATCH,
   PLATE_A,
   PLATE_B,
   plateObjects,
@@ -78,16 +77,7 @@ for (const name of testServerNames()) {
         return runCli(
           [
             'archive',
-            '--plates',
-            csv,
-            '--project-name',
-            PROJECT,
-            '--batch-id',
-            BATCH,
-            '--bucket',
-            live,
-            '--cold-bucket',
-            cold,
+            ...plateArgs({ csv: csv, live: live, cold: cold }),
             '--tmpdir',
             tmp,
             '--max-procs',

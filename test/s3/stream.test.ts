@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { type S3Client } from '@aws-sdk/client-s3';
 import { getBytes } from '../helpers/s3.js';
-import { runCli, serverEnv } from '../helpers/cli.js';
+import { runCli, serverEnv, plateArgs } from '../helpers/cli.js';
 import {
   BATCH,
   expectedListing,
@@ -56,18 +56,7 @@ for (const name of testServerNames()) {
           await new Promise((r) => setTimeout(r, 5));
         }
       })();
-      const common = [
-        '--plates',
-        csv,
-        '--project-name',
-        PROJECT,
-        '--batch-id',
-        BATCH,
-        '--bucket',
-        live,
-        '--cold-bucket',
-        cold,
-      ];
+      const common = [...plateArgs({ csv: csv, live: live, cold: cold })];
       const r = await runCli(
         ['archive', ...common, '--tmpdir', tmp, '--stream'],
         serverEnv(server),

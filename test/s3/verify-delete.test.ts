@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { getBytes, keysUnder } from '../helpers/s3.js';
-import { runCli, serverEnv } from '../helpers/cli.js';
+import { runCli, serverEnv, plateArgs } from '../helpers/cli.js';
 import {
   BATCH,
   md5hex,
@@ -56,16 +56,7 @@ for (const name of testServerNames()) {
         runCli(
           [
             cmd,
-            '--plates',
-            csv,
-            '--project-name',
-            PROJECT,
-            '--batch-id',
-            BATCH,
-            '--bucket',
-            live,
-            '--cold-bucket',
-            cold,
+            ...plateArgs({ csv: csv, live: live, cold: cold }),
             ...(cmd === 'archive' ? ['--tmpdir', dir] : []),
             ...extra,
           ],
@@ -336,18 +327,7 @@ for (const name of testServerNames()) {
         }),
       );
       const csv = await writePlatesCsv([p], dir);
-      const args = [
-        '--plates',
-        csv,
-        '--project-name',
-        PROJECT,
-        '--batch-id',
-        BATCH,
-        '--bucket',
-        live,
-        '--cold-bucket',
-        cold,
-      ];
+      const args = [...plateArgs({ csv: csv, live: live, cold: cold })];
       const v = await runCli(['verify', ...args], serverEnv(server));
       assert.equal(v.code, 0, v.stderr + v.stdout);
       const deep = await runCli(['verify', '--deep', ...args], serverEnv(server));
