@@ -44,7 +44,7 @@ const USAGE = `Usage: npm run bench -- [options]
   --out FILE        JSON results (default bench-results/bench.json); logs go beside it
   --skip-old        skip the old aws_backup.sh workflow
   --skip-pigz       skip the hand-rolled aws s3 sync + tar | pigz variant
-  --skip-extra      skip the extra imgbackup variants (--compression-level 6, --stream)
+  --skip-extra      skip the extra imgbackup variants (--compression-level 6, --stream, --no-compress)
   --workdir DIR     where the S3 data and tmpdirs live (default: a new dir under $TMPDIR)
   --repeat N        run every variant N times (in rounds) and report each one's fastest run
   --keep            keep the workdir (S3 data, buckets) afterwards`;
@@ -585,6 +585,19 @@ async function main(): Promise<void> {
         : hasStream
           ? {}
           : { skip: 'archive has no --stream yet' }),
+    },
+    {
+      name: 'imgbackup --no-compress',
+      description: 'imgbackup archive --no-compress (plain .tar)',
+      cold: 'bench-cold-imgbackup-plain',
+      cmd: process.execPath,
+      args: imgbackupArgs('bench-cold-imgbackup-plain', ['--no-compress']),
+      isImgbackup: true,
+      ...(opts.skipExtra
+        ? { skip: '--skip-extra' }
+        : /--no-compress\b/.test(archiveHelp)
+          ? {}
+          : { skip: 'archive has no --no-compress' }),
     },
     {
       name: 'old aws_backup.sh',

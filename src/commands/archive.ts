@@ -10,6 +10,7 @@ interface ArchiveFlags extends CommonFlags {
   compressionLevel: number;
   dryRun?: boolean;
   stream?: boolean;
+  compress: boolean;
 }
 
 /** gzip level 1: on image-like data ~3 % larger than level 6 and ~4× faster (see README). */
@@ -40,6 +41,10 @@ export const archiveCommand: CommandSpec = {
     )
       .option('--tmpdir <dir>', 'local directory for tarballs in progress', defaultTmpdir())
       .option('--compression-level <n>', 'gzip level 1-9', level, DEFAULT_COMPRESSION_LEVEL)
+      .option(
+        '--no-compress',
+        'write plain .tar tarballs (T_<group>.tar); verify, delete and plan find them by themselves',
+      )
       .option('--dry-run', 'list what each plate would archive; write nothing')
       .option(
         '--stream',
@@ -61,7 +66,7 @@ Examples:
     const ctx = await buildContext(f, signal);
     reporter.setTotal(ctx.plates.length);
     const results = await archive(ctx.store, {
-      layout: ctx.layout,
+      layout: { ...ctx.layout, compressed: f.compress },
       plates: ctx.plates,
       tmpdir: f.tmpdir,
       level: f.compressionLevel,

@@ -4,7 +4,13 @@ import {
   oldScriptPath,
   type ListingEntry,
 } from '../integrity/listings.js';
-import { listingPath, type PlateLayout } from '../layout/layout.js';
+import {
+  listingPath,
+  plateLayout,
+  type LayoutOptions,
+  type PlateLayout,
+  type PlateRef,
+} from '../layout/layout.js';
 import type { ObjectInfo, S3Store } from '../s3/store.js';
 import { isFolderMarker, listSources } from './sources.js';
 
@@ -121,4 +127,20 @@ function detectFormat(stored: ListingEntry[], current: ObjectInfo[]): ListingFor
     if (p !== oldScriptPath(p) && paths.has(oldScriptPath(p))) return 'old';
   }
   return 'new';
+}
+
+/**
+ * The plate's layout as it was archived: the form asked for (`.tar.gz` unless --no-compress),
+ * or the other one if only that one is in the cold bucket, so no command needs to be told.
+ */
+export async function resolveLayout(
+  store: S3Store,
+  opts: LayoutOptions,
+  plate: PlateRef,
+): Promise<PlateLayout> {
+  const asked = plateLayout(opts, plate);
+  if (await store.head(asked.coldBucket, asked.tarballs[0]!.key)) return asked;
+  const other = plateLayout({ ...opts, compressed: !asked.compressed }, plate);
+  if (await store.head(other.coldBucket, other.tarballs[0]!.key)) return other;
+  return asked;
 }

@@ -36,6 +36,7 @@ import {
 } from './sources.js';
 import { poolOptions, runPlates, type PlateResult, type RunOptions } from './pool.js';
 import { DiskBudget, freeBytes } from './disk.js';
+import { resolveLayout } from './archive-state.js';
 import { abortStaleUploads, inProgressRecord, lockPlate, removeStaleLocal } from './resume.js';
 import { checkBuckets, checkTmpdir } from './preflight.js';
 
@@ -123,7 +124,7 @@ export async function archivePlate(
   plate: PlateRow,
   log: Logger,
 ): Promise<Omit<PlateResult, 'seconds'>> {
-  const L = plateLayout(opts.layout, plate);
+  const L = await resolveLayout(store, opts.layout, plate);
   const base = { plateId: plate.plateId, tag: L.tag };
 
   const outputs = outputKeys(L);
@@ -311,7 +312,7 @@ async function buildTarball(
   const writer = new TarballWriter({
     path,
     partSize,
-    level: opts.level,
+    ...(L.compressed ? { level: opts.level } : {}),
     signal: store.signal,
     ...(sink ? { sink } : {}),
   });

@@ -9,6 +9,7 @@ import {
 import { plateLogger, type Logger } from '../log/log.js';
 import type { PlateRow } from '../plates/plates-csv.js';
 import type { S3Store } from '../s3/store.js';
+import { resolveLayout } from './archive-state.js';
 import { poolOptions, runPlates, type PlateResult, type RunOptions } from './pool.js';
 import { checkBuckets } from './preflight.js';
 import { isFolderMarker, nameSome } from './sources.js';
@@ -72,7 +73,7 @@ export async function collectDeletes(
     (p) => plateLayout(opts.layout, p).tag,
     async (plate, signal) => {
       const s = store.withSignal(signal);
-      const L = plateLayout(opts.layout, plate);
+      const L = await resolveLayout(s, opts.layout, plate);
       const record = await currentRecord(s, L);
       const script = await s.getText(L.bucket, L.deleteScriptKey);
       if (script === undefined)
@@ -234,7 +235,7 @@ export async function deletePlates(store: S3Store, opts: DeleteOptions): Promise
 }
 
 async function planPlate(store: S3Store, opts: DeleteOptions, plate: PlateRow): Promise<PlatePlan> {
-  const L = plateLayout(opts.layout, plate);
+  const L = await resolveLayout(store, opts.layout, plate);
   let wanted: { key: string; size: number; etag: string; bucket?: string }[];
   let record: VerifiedRecord | undefined;
   if (opts.forceUnverified) {

@@ -5,6 +5,7 @@ import { plateLogger, type Logger } from '../log/log.js';
 import type { PlateRow } from '../plates/plates-csv.js';
 import type { S3Store } from '../s3/store.js';
 import { tarEntries } from './archive.js';
+import { resolveLayout } from './archive-state.js';
 import { poolOptions, runPlates, type PlateResult, type RunOptions } from './pool.js';
 import { checkBuckets } from './preflight.js';
 import { listSources, sourceFiles } from './sources.js';
@@ -27,7 +28,7 @@ export async function planPlate(
   plate: PlateRow,
   log: Logger,
 ): Promise<Omit<PlateResult, 'seconds'>> {
-  const L = plateLayout(opts.layout, plate);
+  const L = await resolveLayout(store, opts.layout, plate);
   const listed = await listSources(store, L);
   const files = sourceFiles(listed);
   const bytesIn = files.reduce((n, o) => n + o.size, 0);

@@ -17,6 +17,7 @@ import {
   LineBag,
   pathRule,
   type ListingFormat,
+  resolveLayout,
 } from './archive-state.js';
 import { poolOptions, runPlates, type PlateResult, type RunOptions } from './pool.js';
 import { checkBuckets } from './preflight.js';
@@ -50,7 +51,7 @@ export async function verifyPlate(
   plate: PlateRow,
   log: Logger,
 ): Promise<Omit<PlateResult, 'seconds'>> {
-  const L = plateLayout(opts.layout, plate);
+  const L = await resolveLayout(store, opts.layout, plate);
   const problems: string[] = [];
   const checks: string[] = [];
   try {
@@ -231,11 +232,14 @@ async function readTarball(
     },
   });
   try {
-    await Promise.all([pipeline(body, tap, createGunzip(), extract), consume]);
+    const parse = L.compressed
+      ? pipeline(body, tap, createGunzip(), extract)
+      : pipeline(body, tap, extract);
+    await Promise.all([parse, consume]);
   } catch (err) {
     // A read that failed is not a verdict on the tarball; bytes that do not parse are.
     if (err instanceof PlateError || store.signal.aborted) throw err;
-    throw new VerificationError(`${key}: not a readable tar.gz (${(err as Error).message})`);
+    throw new VerificationError(`${key}: not a readable tarball (${(err as Error).message})`);
   }
   return { md5: whole.digest('hex'), members, problems };
 }

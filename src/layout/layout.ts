@@ -13,6 +13,8 @@ export interface LayoutOptions {
   batchId: string;
   bucket: string;
   coldBucket: string;
+  /** false: plain `.tar` tarballs (archive --no-compress). Default: `.tar.gz`. */
+  compressed?: boolean;
 }
 
 export type SourceName = 'images' | 'illum' | 'analysis' | 'backend';
@@ -37,6 +39,7 @@ export interface TarballLayout {
 
 export interface PlateLayout {
   plate: PlateRef;
+  compressed: boolean;
   tag: string;
   bucket: string;
   coldBucket: string;
@@ -82,10 +85,11 @@ export function plateLayout(opts: LayoutOptions, plate: PlateRef): PlateLayout {
   const tarball = (name: TarballName, sources: Source[]): TarballLayout => {
     // SPEC: for tarball X.tar.gz the sums are X.md5 and X.etag (not X.tar.gz.md5).
     const base = `${coldDir}${tag}_${name}`;
+    const ext = opts.compressed === false ? '.tar' : '.tar.gz';
     return {
       name,
-      fileName: `${tag}_${name}.tar.gz`,
-      key: `${base}.tar.gz`,
+      fileName: `${tag}_${name}${ext}`,
+      key: `${base}${ext}`,
       md5Key: `${base}.md5`,
       etagKey: `${base}.etag`,
       sources,
@@ -93,6 +97,7 @@ export function plateLayout(opts: LayoutOptions, plate: PlateRef): PlateLayout {
   };
   return {
     plate,
+    compressed: opts.compressed !== false,
     tag,
     bucket: opts.bucket,
     coldBucket: opts.coldBucket,

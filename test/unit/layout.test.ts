@@ -43,6 +43,31 @@ const BACKEND: Source = {
 };
 
 describe('plateLayout', () => {
+  test('--no-compress: plain .tar tarballs; their sums keep the X.md5 / X.etag names', () => {
+    const t = plateLayout({ ...OPTS, compressed: false }, PLATE).tarballs.map((x) => [
+      x.fileName,
+      x.key,
+      x.md5Key,
+      x.etagKey,
+    ]);
+    const dir = 'imaging_analysis/2013_Gustafsdottir_PLOSONE/plates/';
+    const T = '2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655';
+    assert.deepEqual(t, [
+      [
+        `${T}_images_illum_analysis.tar`,
+        `${dir}${T}_images_illum_analysis.tar`,
+        `${dir}${T}_images_illum_analysis.md5`,
+        `${dir}${T}_images_illum_analysis.etag`,
+      ],
+      [
+        `${T}_backend.tar`,
+        `${dir}${T}_backend.tar`,
+        `${dir}${T}_backend.md5`,
+        `${dir}${T}_backend.etag`,
+      ],
+    ]);
+  });
+
   test('every key of a plate whose plate_id_full differs and contains a space', () => {
     const layout = plateLayout(OPTS, PLATE);
     assert.deepEqual(layout, {
@@ -50,6 +75,7 @@ describe('plateLayout', () => {
         plateId: 'BR00092655',
         plateIdFull: 'BR00092655__2017-12-10T12_48_16-Measurement 1',
       },
+      compressed: true,
       tag: '2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655',
       bucket: 'imaging-platform',
       coldBucket: 'imaging-platform-cold',
