@@ -20,32 +20,9 @@
 # equal the tarball's plain md5 (s3rver's answer for a multipart upload).
 set -u
 
-mode=run
-if [ "${1:-}" = plate ]; then
-  mode=plate
-  shift
-fi
-
-while [[ $# -gt 0 ]]; do
-  case $1 in
-    --plates) plates=$2 ;;
-    --project_name) project_name=$2 ;;
-    --batch_id) batch_id=$2 ;;
-    --plate_id) plate_id=$2 ;;
-    --plate_id_full) plate_id_full=$2 ;;
-    --bucket) bucket=$2 ;;
-    --cold_bucket) cold_bucket=$2 ;;
-    --tmpdir) tmpdir=$2 ;;
-    --max_procs) max_procs=$2 ;;
-    --endpoint_url) endpoint_url=$2 ;;
-    --log_dir) log_dir=$2 ;;
-    *)
-      echo "old_workflow.sh: unknown option $1" >&2
-      exit 2
-      ;;
-  esac
-  shift 2
-done
+# shellcheck source=bench/workflow_args.sh
+source "$(dirname "$0")/workflow_args.sh"
+parse_workflow_args old_workflow.sh "$@"
 
 if [ "$mode" = run ]; then
   # The runbook's archive step.
