@@ -1,11 +1,10 @@
 // archive --dry-run, and the progress display under a pseudo-terminal.
 import assert from 'node:assert/strict';
 import { execFile } from 'node:child_process';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdtemp, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import { PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { before, describe, test } from 'node:test';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { BIN, runCli, serverEnv, plateArgs } from '../helpers/cli.js';
 import { snapshot } from '../helpers/s3.js';
 import {
@@ -19,7 +18,8 @@ import {
   writePlatesCsv,
   type FixturePlate,
 } from '../helpers/fixtures.js';
-import { startServer, testServerNames, type TestServer } from '../helpers/servers.js';
+import { testServerNames } from '../helpers/servers.js';
+import { useServer } from '../helpers/suite.js';
 
 const tag = (p: FixturePlate) => `${PROJECT}_${BATCH}_${p.plateId}`;
 const BIG: FixturePlate = { plateId: 'big-plate', plateIdFull: 'big-plate' };
@@ -59,46 +59,37 @@ function runInPty(
 
 for (const name of testServerNames()) {
   describe(`archive --dry-run and progress against ${name}`, () => {
-    let server: TestServer;
-    let client: S3Client;
+    const suite = useServer(name, 'imgbackup-ux-test-');
     let live: string;
     let cold: string;
-    let work: string;
     let bBytes = 0;
     let bFiles = 0;
 
     before(async () => {
-      server = await startServer(name);
-      client = server.client();
-      live = await server.newBucket('live');
-      cold = await server.newBucket('cold');
-      work = await mkdtemp(join(tmpdir(), 'imgbackup-ux-test-'));
+      live = await suite.server.newBucket('live');
+      cold = await suite.server.newBucket('cold');
       const objs = plateObjects(PLATE_B);
-      await uploadAll(client, live, objs);
+      await uploadAll(suite.client, live, objs);
       for (const [k, v] of objs) {
         if (k.endsWith('/')) continue;
         bFiles += 1;
         bBytes += v.length;
       }
       const [images, , , backend] = sourcePrefixes(BIG);
-      await client.send(
+      await suite.client.send(
         new PutObjectCommand({
           Bucket: live,
           Key: `${images}huge.tiff`,
           Body: imageLike(BIG_BYTES, 7),
         }),
       );
-      await client.send(
+      await suite.client.send(
         new PutObjectCommand({
           Bucket: live,
           Key: `${backend}big.sqlite`,
           Body: imageLike(5000, 8),
         }),
       );
-    });
-    after(async () => {
-      await server?.close();
-      await rm(work, { recursive: true, force: true });
     });
 
     const args = (csv: string, tmp: string, extra: string[] = []) => [
@@ -110,10 +101,10 @@ for (const name of testServerNames()) {
     ];
 
     test('--dry-run lists files, bytes and tarball keys, and writes nothing', async () => {
-      const csv = await writePlatesCsv([PLATE_B], await mkdtemp(join(work, 'dry-')));
-      const tmp = await mkdtemp(join(work, 'tmp-'));
-      const snap = [await snapshot(client, live), await snapshot(client, cold)];
-      const r = await runCli(args(csv, tmp, ['--dry-run']), serverEnv(server));
+      const csv = await writePlatesCsv([PLATE_B], await mkdtemp(join(suite.work, 'dry-')));
+      const tmp = await mkdtemp(join(suite.work, 'tmp-'));
+      const snap = [await snapshot(suite.client, live), await snapshot(suite.client, cold)];
+      const r = await runCli(args(csv, tmp, ['--dry-run']), serverEnv(suite.server));
       assert.equal(r.code, 0, r.stderr + r.stdout);
       assert.match(r.stdout, new RegExp(`2058\\s+planned\\s+${bFiles}\\s`));
       const backendBytes = [...plateObjects(PLATE_B)]
@@ -129,7 +120,7 @@ for (const name of testServerNames()) {
           `${key} with ${files} files in:\n${r.stdout}`,
         );
       }
-      const j = await runCli(args(csv, tmp, ['--dry-run', '--json']), serverEnv(server));
+      const j = await runCli(args(csv, tmp, ['--dry-run', '--json']), serverEnv(suite.server));
       assert.equal(j.code, 0, j.stderr);
       const plate = JSON.parse(j.stdout.split('\n')[0]!) as {
         status: string;
@@ -147,14 +138,17 @@ for (const name of testServerNames()) {
           ['backend.tar.gz', 1, backendBytes],
         ],
       );
-      assert.deepEqual([await snapshot(client, live), await snapshot(client, cold)], snap);
+      assert.deepEqual(
+        [await snapshot(suite.client, live), await snapshot(suite.client, cold)],
+        snap,
+      );
       assert.deepEqual(await readdir(tmp), []);
     });
 
     test('on a terminal: a live progress line per plate, ended cleanly before the summary', async () => {
-      const csv = await writePlatesCsv([BIG], await mkdtemp(join(work, 'pty-')));
-      const tmp = await mkdtemp(join(work, 'tmp-'));
-      const r = await runInPty(args(csv, tmp, ['--max-procs', '1']), serverEnv(server));
+      const csv = await writePlatesCsv([BIG], await mkdtemp(join(suite.work, 'pty-')));
+      const tmp = await mkdtemp(join(suite.work, 'tmp-'));
+      const r = await runInPty(args(csv, tmp, ['--max-procs', '1']), serverEnv(suite.server));
       assert.equal(r.code, 0, r.output);
       const out = r.output.replace(/\r/g, '');
       assert.match(
@@ -172,9 +166,9 @@ for (const name of testServerNames()) {
     });
 
     test('--quiet shows no progress on a terminal', async () => {
-      const csv = await writePlatesCsv([PLATE_B], await mkdtemp(join(work, 'quiet-')));
-      const tmp = await mkdtemp(join(work, 'tmp-'));
-      const r = await runInPty(args(csv, tmp, ['--quiet']), serverEnv(server));
+      const csv = await writePlatesCsv([PLATE_B], await mkdtemp(join(suite.work, 'quiet-')));
+      const tmp = await mkdtemp(join(suite.work, 'tmp-'));
+      const r = await runInPty(args(csv, tmp, ['--quiet']), serverEnv(suite.server));
       assert.equal(r.code, 0, r.output);
       assert.doesNotMatch(r.output, /MB\/s|plates: /);
       assert.ok(!r.output.includes('\x1b['), 'no cursor movement');

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import { HeadObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { before, describe, test } from 'node:test';
+import { HeadObjectCommand } from '@aws-sdk/client-s3';
 import { getBytes, snapshot } from '../helpers/s3.js';
 import { runCli, serverEnv, plateArgs } from '../helpers/cli.js';
 import {
@@ -23,7 +22,8 @@ import {
   type FixturePlate,
   type GroundTruth,
 } from '../helpers/fixtures.js';
-import { startServer, testServerNames, type TestServer } from '../helpers/servers.js';
+import { testServerNames } from '../helpers/servers.js';
+import { useServer } from '../helpers/suite.js';
 
 /** S3's ETag rule, written out here independently of the tool's own implementation. */
 function multipartEtag(data: Buffer, partSize: number): string {
@@ -43,27 +43,18 @@ const backup = (p: FixturePlate, name: string) =>
 
 for (const name of testServerNames()) {
   describe(`archive against ${name}`, () => {
-    let server: TestServer;
-    let client: S3Client;
+    const suite = useServer(name, 'imgbackup-archive-test-');
     let live: string;
     let coldBucket: string;
-    let work: string;
     const truth = new Map<FixturePlate, GroundTruth>();
 
     before(async () => {
-      server = await startServer(name);
-      client = server.client();
-      live = await server.newBucket('live');
-      coldBucket = await server.newBucket('cold');
-      work = await mkdtemp(join(tmpdir(), 'imgbackup-archive-test-'));
+      live = await suite.server.newBucket('live');
+      coldBucket = await suite.server.newBucket('cold');
       for (const p of [PLATE_A, PLATE_B, ...SIBLINGS]) {
         truth.set(p, plateObjects(p));
-        await uploadAll(client, live, truth.get(p)!);
+        await uploadAll(suite.client, live, truth.get(p)!);
       }
-    });
-    after(async () => {
-      await server?.close();
-      await rm(work, { recursive: true, force: true });
     });
 
     const args = (csv: string, tmp: string, extra: string[] = []) => [
@@ -77,9 +68,9 @@ for (const name of testServerNames()) {
     ];
 
     test('two plates end to end: tarballs rebuild every source file, listings and sums agree', async () => {
-      const csv = await writePlatesCsv([PLATE_A, PLATE_B], work);
-      const tmp = await mkdtemp(join(work, 'tmp-'));
-      const logDir = join(work, 'logs');
+      const csv = await writePlatesCsv([PLATE_A, PLATE_B], suite.work);
+      const tmp = await mkdtemp(join(suite.work, 'tmp-'));
+      const logDir = join(suite.work, 'logs');
       // Watch the tmpdir during the run: only the tarballs in progress may ever be there.
       const seen = new Set<string>();
       let watching = true;
@@ -89,7 +80,7 @@ for (const name of testServerNames()) {
           await new Promise((r) => setTimeout(r, 10));
         }
       })();
-      const r = await runCli(args(csv, tmp, ['--log-dir', logDir]), serverEnv(server));
+      const r = await runCli(args(csv, tmp, ['--log-dir', logDir]), serverEnv(suite.server));
       watching = false;
       await watcher;
       assert.equal(r.code, 0, r.stderr + r.stdout);
@@ -109,18 +100,20 @@ for (const name of testServerNames()) {
 
       for (const p of [PLATE_A, PLATE_B]) {
         const objects = truth.get(p)!;
-        const extractDir = await mkdtemp(join(work, `x-${p.plateId}-`));
+        const extractDir = await mkdtemp(join(suite.work, `x-${p.plateId}-`));
         for (const t of ['images_illum_analysis', 'backend']) {
           const key = cold(p, `${t}.tar.gz`);
-          const data = await getBytes(client, coldBucket, key);
-          const file = join(work, `${p.plateId}-${t}.tar.gz`);
+          const data = await getBytes(suite.client, coldBucket, key);
+          const file = join(suite.work, `${p.plateId}-${t}.tar.gz`);
           await writeFile(file, data);
           execFileSync('tar', ['xzf', file, '--strip-components=1', '-C', extractDir]);
-          const md5 = (await getBytes(client, coldBucket, cold(p, `${t}.md5`))).toString();
+          const md5 = (await getBytes(suite.client, coldBucket, cold(p, `${t}.md5`))).toString();
           const md5sum = execFileSync('md5sum', [file]).toString().split(' ')[0];
           assert.equal(md5, `${md5sum}  ${tag(p)}_${t}.tar.gz\n`);
-          const head = await client.send(new HeadObjectCommand({ Bucket: coldBucket, Key: key }));
-          const etag = (await getBytes(client, coldBucket, cold(p, `${t}.etag`))).toString();
+          const head = await suite.client.send(
+            new HeadObjectCommand({ Bucket: coldBucket, Key: key }),
+          );
+          const etag = (await getBytes(suite.client, coldBucket, cold(p, `${t}.etag`))).toString();
           assert.equal(etag, `${head.ETag!.replace(/"/g, '')}\n`);
           // S3's form (md5 of 8 MiB part md5s) or a plain md5, as some stores answer.
           assert.ok(
@@ -146,13 +139,17 @@ for (const name of testServerNames()) {
           assert.ok(tree.get(path)!.equals(bytes), `${path} differs`);
 
         const listing = expectedListing(objects);
-        const s3l = (await getBytes(client, live, backup(p, 'file_listing_s3.txt'))).toString();
-        const tarl = (await getBytes(client, live, backup(p, 'file_listing_tar.txt'))).toString();
+        const s3l = (
+          await getBytes(suite.client, live, backup(p, 'file_listing_s3.txt'))
+        ).toString();
+        const tarl = (
+          await getBytes(suite.client, live, backup(p, 'file_listing_tar.txt'))
+        ).toString();
         assert.equal(s3l, listing);
         assert.equal(tarl, listing);
 
         const untrimmed = (
-          await getBytes(client, coldBucket, cold(p, 'file_listing_untrimmed_s3.txt'))
+          await getBytes(suite.client, coldBucket, cold(p, 'file_listing_untrimmed_s3.txt'))
         ).toString();
         const rawLines = untrimmed.split('\n').filter(Boolean);
         assert.equal(rawLines.length, objects.size, 'one raw line per object, markers included');
@@ -163,7 +160,7 @@ for (const name of testServerNames()) {
           assert.equal(Number(line.slice(20, 30)), objects.get(key)!.length);
         }
 
-        const script = (await getBytes(client, live, backup(p, 'delete_s3.sh'))).toString();
+        const script = (await getBytes(suite.client, live, backup(p, 'delete_s3.sh'))).toString();
         assert.equal(
           script,
           sourcePrefixes(p)
@@ -174,7 +171,7 @@ for (const name of testServerNames()) {
       // The folder marker became a directory in the tarball.
       const list = execFileSync('tar', [
         'tzf',
-        join(work, 'BR00092655-images_illum_analysis.tar.gz'),
+        join(suite.work, 'BR00092655-images_illum_analysis.tar.gz'),
       ]).toString();
       assert.ok(
         list
@@ -184,39 +181,45 @@ for (const name of testServerNames()) {
     });
 
     test('re-running on archived plates changes nothing in either bucket and says why', async () => {
-      const csv = await writePlatesCsv([PLATE_A, PLATE_B], work);
-      const tmp = await mkdtemp(join(work, 'tmp-'));
-      const before = [await snapshot(client, live), await snapshot(client, coldBucket)];
-      const r = await runCli(args(csv, tmp), serverEnv(server));
+      const csv = await writePlatesCsv([PLATE_A, PLATE_B], suite.work);
+      const tmp = await mkdtemp(join(suite.work, 'tmp-'));
+      const before = [await snapshot(suite.client, live), await snapshot(suite.client, coldBucket)];
+      const r = await runCli(args(csv, tmp), serverEnv(suite.server));
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, /BR00092655\s+skipped.*already archived/);
       assert.match(r.stdout, /2058\s+skipped.*already archived/);
-      assert.deepEqual([await snapshot(client, live), await snapshot(client, coldBucket)], before);
+      assert.deepEqual(
+        [await snapshot(suite.client, live), await snapshot(suite.client, coldBucket)],
+        before,
+      );
       assert.deepEqual(await readdir(tmp), []);
     });
 
     test('a bad plates.csv changes nothing and names the line', async () => {
-      const tmp = await mkdtemp(join(work, 'tmp-'));
-      const csv = join(work, 'bad.csv');
+      const tmp = await mkdtemp(join(suite.work, 'tmp-'));
+      const csv = join(suite.work, 'bad.csv');
       await writeFile(csv, 'plate_id,plate_id_full\n20586,20586\n../x,y\n');
-      const before = [await snapshot(client, live), await snapshot(client, coldBucket)];
-      const r = await runCli(args(csv, tmp), serverEnv(server));
+      const before = [await snapshot(suite.client, live), await snapshot(suite.client, coldBucket)];
+      const r = await runCli(args(csv, tmp), serverEnv(suite.server));
       assert.equal(r.code, 2);
       assert.match(r.stderr, /bad\.csv:3: plate_id "\.\.\/x" contains "\/"/);
       assert.equal(r.stderr.trim().split('\n').length, 1, 'one clear line');
-      assert.deepEqual([await snapshot(client, live), await snapshot(client, coldBucket)], before);
+      assert.deepEqual(
+        [await snapshot(suite.client, live), await snapshot(suite.client, coldBucket)],
+        before,
+      );
       assert.deepEqual(await readdir(tmp), []);
     });
 
     test('a plate locked by a live process is left alone; a stale tarball without one is redone', async () => {
-      const tmp = await mkdtemp(join(work, 'tmp-'));
+      const tmp = await mkdtemp(join(suite.work, 'tmp-'));
       const p = SIBLINGS[1]!;
       const stale = join(tmp, `${tag(p)}_images_illum_analysis.tar.gz`);
       await writeFile(stale, 'left by a killed run');
       const lock = join(tmp, `${tag(p)}.lock`);
       await writeFile(lock, `${process.pid}\n`); // this test process: alive
-      const csv = await writePlatesCsv([p], work);
-      const r = await runCli(args(csv, tmp), serverEnv(server));
+      const csv = await writePlatesCsv([p], suite.work);
+      const r = await runCli(args(csv, tmp), serverEnv(suite.server));
       assert.equal(r.code, 1, r.stdout + r.stderr);
       assert.match(
         r.stdout,
@@ -228,23 +231,23 @@ for (const name of testServerNames()) {
       ]);
       // Once that process is gone (here: its lock names a pid that cannot exist), the plate is redone.
       await writeFile(lock, '999999999\n');
-      const again = await runCli(args(csv, tmp), serverEnv(server));
+      const again = await runCli(args(csv, tmp), serverEnv(suite.server));
       assert.equal(again.code, 0, again.stdout + again.stderr);
       assert.match(again.stdout, /2058-old\s+archived/);
       assert.deepEqual(await readdir(tmp), []);
     });
 
     test('a plate with no objects fails clearly; the others still run', async () => {
-      const tmp = await mkdtemp(join(work, 'tmp-'));
+      const tmp = await mkdtemp(join(suite.work, 'tmp-'));
       const csv = await writePlatesCsv(
         [{ plateId: 'nothing-here', plateIdFull: 'nothing-here' }, SIBLINGS[0]!],
-        work,
+        suite.work,
       );
-      const r = await runCli(args(csv, tmp), serverEnv(server));
+      const r = await runCli(args(csv, tmp), serverEnv(suite.server));
       assert.equal(r.code, 1);
       assert.match(r.stdout, /nothing-here\s+failed.*no objects under its four sources/);
       assert.match(r.stdout, /20586\s+archived/);
-      const head = await client
+      const head = await suite.client
         .send(
           new HeadObjectCommand({
             Bucket: coldBucket,

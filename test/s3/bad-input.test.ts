@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import { mkdtemp, readdir } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { before, describe, test } from 'node:test';
+import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { runCli, serverEnv, plateArgs } from '../helpers/cli.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import {
@@ -17,7 +16,8 @@ import {
   writePlatesCsv,
   type FixturePlate,
 } from '../helpers/fixtures.js';
-import { startServer, testServerNames, type TestServer } from '../helpers/servers.js';
+import { testServerNames } from '../helpers/servers.js';
+import { useServer } from '../helpers/suite.js';
 
 /** stderr without Node's own warnings: what the tool itself said. */
 const said = (stderr: string) =>
@@ -34,46 +34,46 @@ async function closedPort(): Promise<number> {
 
 for (const name of testServerNames()) {
   describe(`bad input against ${name}`, () => {
-    let server: TestServer;
-    let client: S3Client;
-    let work: string;
+    const suite = useServer(name, 'imgbackup-bad-');
     let live: string;
     let cold: string;
     let csv: string;
     before(async () => {
-      server = await startServer(name);
-      client = server.client();
-      work = await mkdtemp(join(tmpdir(), 'imgbackup-bad-'));
-      live = await server.newBucket('live');
-      cold = await server.newBucket('cold');
-      await uploadAll(client, live, plateObjects(PLATE_B));
-      csv = await writePlatesCsv([PLATE_B], work);
-    });
-    after(async () => {
-      await server?.close();
-      await rm(work, { recursive: true, force: true });
+      live = await suite.server.newBucket('live');
+      cold = await suite.server.newBucket('cold');
+      await uploadAll(suite.client, live, plateObjects(PLATE_B));
+      csv = await writePlatesCsv([PLATE_B], suite.work);
     });
 
     const archive = (env: NodeJS.ProcessEnv, extra: string[] = []) =>
       runCli(
-        ['archive', ...plateArgs({ csv: csv, live: live, cold: cold }), '--tmpdir', work, ...extra],
+        [
+          'archive',
+          ...plateArgs({ csv: csv, live: live, cold: cold }),
+          '--tmpdir',
+          suite.work,
+          ...extra,
+        ],
         env,
       );
 
     async function nothingWritten() {
       const key = `imaging_analysis/${PROJECT}/plates/${PROJECT}_${BATCH}_${PLATE_B.plateId}_backend.tar.gz`;
-      const head = await client
+      const head = await suite.client
         .send(new HeadObjectCommand({ Bucket: cold, Key: key }))
         .catch(() => undefined);
       assert.equal(head, undefined, 'no tarball written');
       assert.deepEqual(
-        (await readdir(work)).filter((f) => f !== 'plates.csv'),
+        (await readdir(suite.work)).filter((f) => f !== 'plates.csv'),
         [],
       );
     }
 
     test('no credentials at all: one line naming what to set, exit 2', async () => {
-      const env: NodeJS.ProcessEnv = { ...serverEnv(server), AWS_EC2_METADATA_DISABLED: 'true' };
+      const env: NodeJS.ProcessEnv = {
+        ...serverEnv(suite.server),
+        AWS_EC2_METADATA_DISABLED: 'true',
+      };
       delete env.AWS_ACCESS_KEY_ID;
       delete env.AWS_SECRET_ACCESS_KEY;
       const r = await archive(env);
@@ -85,7 +85,7 @@ for (const name of testServerNames()) {
 
     test('an endpoint that refuses connections: one line after bounded retries, exit 2', async () => {
       const r = await archive(
-        { ...serverEnv(server), AWS_ENDPOINT_URL: `http://127.0.0.1:${await closedPort()}` },
+        { ...serverEnv(suite.server), AWS_ENDPOINT_URL: `http://127.0.0.1:${await closedPort()}` },
         ['--max-attempts', '2'],
       );
       assert.equal(r.code, 2, r.stderr);
@@ -96,7 +96,7 @@ for (const name of testServerNames()) {
 
     test('a bucket in another region (S3 answers 301): one line saying --region, exit 2', async () => {
       // What AWS answers a HeadBucket sent to the wrong region; neither test server has regions.
-      const aws = await startFaultProxy(server.endpoint, {
+      const aws = await startFaultProxy(suite.server.endpoint, {
         rate: 0,
         answer: (req) =>
           req.method === 'HEAD' && req.url?.replace(/\?.*/, '').replace(/\/$/, '') === `/${live}`
@@ -104,7 +104,7 @@ for (const name of testServerNames()) {
             : undefined,
       });
       try {
-        const r = await archive({ ...serverEnv(server), AWS_ENDPOINT_URL: aws.endpoint });
+        const r = await archive({ ...serverEnv(suite.server), AWS_ENDPOINT_URL: aws.endpoint });
         assert.equal(r.code, 2, r.stderr);
         assert.equal(said(r.stderr).length, 1, r.stderr);
         assert.match(
@@ -124,7 +124,7 @@ for (const name of testServerNames()) {
         const sk = process.env.IMGBACKUP_TEST_RGW_OTHER_SECRET_KEY;
         assert.ok(ak && sk, 'scripts/test.sh sets IMGBACKUP_TEST_RGW_OTHER_ACCESS_KEY/_SECRET_KEY');
         const r = await archive({
-          ...serverEnv(server),
+          ...serverEnv(suite.server),
           AWS_ACCESS_KEY_ID: ak,
           AWS_SECRET_ACCESS_KEY: sk,
         });
@@ -135,7 +135,10 @@ for (const name of testServerNames()) {
       });
 
       test('refused credentials: one line, exit 2, nothing written', async () => {
-        const r = await archive({ ...serverEnv(server), AWS_SECRET_ACCESS_KEY: 'not-the-secret' });
+        const r = await archive({
+          ...serverEnv(suite.server),
+          AWS_SECRET_ACCESS_KEY: 'not-the-secret',
+        });
         assert.equal(r.code, 2, r.stderr);
         assert.equal(said(r.stderr).length, 1, r.stderr);
         assert.match(r.stderr, /credentials were refused|access denied/);
@@ -143,9 +146,10 @@ for (const name of testServerNames()) {
       });
 
       test('--verbose adds the stack trace that a plain run leaves out', async () => {
-        const r = await archive({ ...serverEnv(server), AWS_SECRET_ACCESS_KEY: 'not-the-secret' }, [
-          '--verbose',
-        ]);
+        const r = await archive(
+          { ...serverEnv(suite.server), AWS_SECRET_ACCESS_KEY: 'not-the-secret' },
+          ['--verbose'],
+        );
         assert.equal(r.code, 2);
         assert.match(r.stderr, /\n\s+at /, 'a stack trace');
       });
@@ -154,10 +158,10 @@ for (const name of testServerNames()) {
     test('a source overwritten between listing and reading fails the plate, never a wrong archive', async () => {
       const p: FixturePlate = { plateId: 'CHG', plateIdFull: 'CHG' };
       const objects = plateObjects(p);
-      await uploadAll(client, live, objects);
+      await uploadAll(suite.client, live, objects);
       const victim = `${sourcePrefixes(p)[0]}Index.idx.xml`;
       let changed = false;
-      const proxy = await startFaultProxy(server.endpoint, {
+      const proxy = await startFaultProxy(suite.server.endpoint, {
         rate: 0,
         onRequest: async (req) => {
           if (
@@ -168,18 +172,18 @@ for (const name of testServerNames()) {
             changed = true;
             // Same size, other bytes: only the ETag can tell.
             const size = objects.get(victim)!.length;
-            await client.send(
+            await suite.client.send(
               new PutObjectCommand({ Bucket: live, Key: victim, Body: Buffer.alloc(size, 0x21) }),
             );
           }
         },
       });
       try {
-        const chgCsv = await writePlatesCsv([p], await mkdtemp(join(work, 'chg-')));
-        const tmp = await mkdtemp(join(work, 'chg-tmp-'));
+        const chgCsv = await writePlatesCsv([p], await mkdtemp(join(suite.work, 'chg-')));
+        const tmp = await mkdtemp(join(suite.work, 'chg-tmp-'));
         const r = await runCli(
           ['archive', ...plateArgs({ csv: chgCsv, live: live, cold: cold }), '--tmpdir', tmp],
-          { ...serverEnv(server), AWS_ENDPOINT_URL: proxy.endpoint },
+          { ...serverEnv(suite.server), AWS_ENDPOINT_URL: proxy.endpoint },
         );
         assert.ok(changed, 'the object was overwritten mid-run');
         assert.equal(r.code, 1, r.stdout + r.stderr);
@@ -188,7 +192,7 @@ for (const name of testServerNames()) {
         assert.match(r.stdout, /changed since it was listed|do not match its ETag/);
         assert.deepEqual(await readdir(tmp), []);
         const key = `imaging_analysis/${PROJECT}/plates/${PROJECT}_${BATCH}_CHG_images_illum_analysis.tar.gz`;
-        const head = await client
+        const head = await suite.client
           .send(new HeadObjectCommand({ Bucket: cold, Key: key }))
           .catch(() => undefined);
         assert.equal(head, undefined, 'no tarball of the changed plate');

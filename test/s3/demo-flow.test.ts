@@ -1,10 +1,8 @@
 // The demo flow (README "Quick start") driven through the built CLI with --json.
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdtemp, readFile, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import type { S3Client } from '@aws-sdk/client-s3';
+import { describe, test } from 'node:test';
 import { runCli, serverEnv, plateArgs } from '../helpers/cli.js';
 import {
   PLATE_A,
@@ -15,7 +13,8 @@ import {
   type FixturePlate,
   type GroundTruth,
 } from '../helpers/fixtures.js';
-import { startServer, testServerNames, type TestServer } from '../helpers/servers.js';
+import { testServerNames } from '../helpers/servers.js';
+import { useServer } from '../helpers/suite.js';
 
 interface PlateLine {
   type: 'plate';
@@ -51,30 +50,18 @@ function parseJsonLines(stdout: string): { plates: PlateLine[]; summary: Summary
 
 for (const name of testServerNames()) {
   describe(`demo flow with --json against ${name}`, () => {
-    let server: TestServer;
-    let client: S3Client;
-    let work: string;
+    const suite = useServer(name, 'imgbackup-demo-test-');
     const truth = new Map<FixturePlate, GroundTruth>();
 
-    before(async () => {
-      server = await startServer(name);
-      client = server.client();
-      work = await mkdtemp(join(tmpdir(), 'imgbackup-demo-test-'));
-    });
-    after(async () => {
-      await server?.close();
-      await rm(work, { recursive: true, force: true });
-    });
-
     test('archive → verify --deep → collect-deletes → delete --dry-run', async () => {
-      const live = await server.newBucket('live');
-      const cold = await server.newBucket('cold');
+      const live = await suite.server.newBucket('live');
+      const cold = await suite.server.newBucket('cold');
       for (const p of [PLATE_A, PLATE_B]) {
         truth.set(p, plateObjects(p, { manyFiles: 30, bigFile: 200_000 }));
-        await uploadAll(client, live, truth.get(p)!);
+        await uploadAll(suite.client, live, truth.get(p)!);
       }
-      const csv = await writePlatesCsv([PLATE_A, PLATE_B], work);
-      const tmp = await mkdtemp(join(work, 'tmp-'));
+      const csv = await writePlatesCsv([PLATE_A, PLATE_B], suite.work);
+      const tmp = await mkdtemp(join(suite.work, 'tmp-'));
       const common = [...plateArgs({ csv: csv, live: live, cold: cold }), '--json'];
       const files = (p: FixturePlate) => [...truth.get(p)!.keys()].filter((k) => !k.endsWith('/'));
       const bytes = (p: FixturePlate) =>
@@ -83,11 +70,11 @@ for (const name of testServerNames()) {
       const steps: [string, string[], string][] = [
         ['archive', ['--tmpdir', tmp, '--max-procs', '2'], 'archived'],
         ['verify', ['--deep'], 'verified'],
-        ['collect-deletes', ['--out', join(work, 'delete_s3.sh')], 'collected'],
+        ['collect-deletes', ['--out', join(suite.work, 'delete_s3.sh')], 'collected'],
         ['delete', ['--dry-run'], 'planned'],
       ];
       for (const [cmd, extra, status] of steps) {
-        const r = await runCli([cmd, ...common, ...extra], serverEnv(server));
+        const r = await runCli([cmd, ...common, ...extra], serverEnv(suite.server));
         assert.equal(r.code, 0, `${cmd}: ${r.stderr}${r.stdout}`);
         const { plates, summary } = parseJsonLines(r.stdout);
         assert.deepEqual(
@@ -113,7 +100,7 @@ for (const name of testServerNames()) {
           assert.deepEqual(await readdir(tmp), []);
         }
         if (cmd === 'collect-deletes') {
-          const plan = (await readFile(join(work, 'delete_s3.plan.jsonl'), 'utf8'))
+          const plan = (await readFile(join(suite.work, 'delete_s3.plan.jsonl'), 'utf8'))
             .trim()
             .split('\n')
             .map((l) => (JSON.parse(l) as { key: string }).key)

@@ -1,9 +1,8 @@
 // One test per documented exit code (README "Exit codes"), each against the built CLI.
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { before, describe, test } from 'node:test';
 import { ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import { runCli, serverEnv, plateArgs } from '../helpers/cli.js';
 import {
@@ -17,7 +16,8 @@ import {
   writePlatesCsv,
   type FixturePlate,
 } from '../helpers/fixtures.js';
-import { startServer, testServerNames, type TestServer } from '../helpers/servers.js';
+import { testServerNames } from '../helpers/servers.js';
+import { useServer } from '../helpers/suite.js';
 
 async function allKeys(client: S3Client, bucket: string): Promise<string[]> {
   const out: string[] = [];
@@ -42,38 +42,29 @@ const BIG_BYTES = 60 * 1024 * 1024;
 
 for (const name of testServerNames()) {
   describe(`exit codes against ${name}`, () => {
-    let server: TestServer;
-    let client: S3Client;
+    const suite = useServer(name, 'imgbackup-exit-test-');
     let live: string;
     let cold: string;
-    let work: string;
 
     before(async () => {
-      server = await startServer(name);
-      client = server.client();
-      live = await server.newBucket('live');
-      cold = await server.newBucket('cold');
-      work = await mkdtemp(join(tmpdir(), 'imgbackup-exit-test-'));
-      await uploadAll(client, live, plateObjects(PLATE_B));
+      live = await suite.server.newBucket('live');
+      cold = await suite.server.newBucket('cold');
+      await uploadAll(suite.client, live, plateObjects(PLATE_B));
       const [images, , , backend] = sourcePrefixes(BIG);
-      await client.send(
+      await suite.client.send(
         new PutObjectCommand({
           Bucket: live,
           Key: `${images}huge.tiff`,
           Body: imageLike(BIG_BYTES, 42),
         }),
       );
-      await client.send(
+      await suite.client.send(
         new PutObjectCommand({
           Bucket: live,
           Key: `${backend}big-plate.sqlite`,
           Body: imageLike(10_000, 43),
         }),
       );
-    });
-    after(async () => {
-      await server?.close();
-      await rm(work, { recursive: true, force: true });
     });
 
     const args = (cmd: string, csv: string, extra: string[] = []) => [
@@ -83,12 +74,12 @@ for (const name of testServerNames()) {
     ];
 
     test('0: archive of a good plate, then verify of it', async () => {
-      const csv = await writePlatesCsv([PLATE_B], await mkdtemp(join(work, 'ok-')));
-      const tmp = await mkdtemp(join(work, 'tmp-'));
-      const r = await runCli(args('archive', csv, ['--tmpdir', tmp]), serverEnv(server));
+      const csv = await writePlatesCsv([PLATE_B], await mkdtemp(join(suite.work, 'ok-')));
+      const tmp = await mkdtemp(join(suite.work, 'tmp-'));
+      const r = await runCli(args('archive', csv, ['--tmpdir', tmp]), serverEnv(suite.server));
       assert.equal(r.code, 0, r.stderr + r.stdout);
       assert.match(r.stdout, /2058\s+archived/);
-      const v = await runCli(args('verify', csv), serverEnv(server));
+      const v = await runCli(args('verify', csv), serverEnv(suite.server));
       assert.equal(v.code, 0, v.stderr + v.stdout);
       assert.match(v.stdout, /2058\s+verified/);
     });
@@ -96,27 +87,27 @@ for (const name of testServerNames()) {
     test('1: a plate failed (an empty plate)', async () => {
       const csv = await writePlatesCsv(
         [{ plateId: 'empty-plate', plateIdFull: 'empty-plate' }],
-        await mkdtemp(join(work, 'empty-')),
+        await mkdtemp(join(suite.work, 'empty-')),
       );
-      const tmp = await mkdtemp(join(work, 'tmp-'));
-      const r = await runCli(args('archive', csv, ['--tmpdir', tmp]), serverEnv(server));
+      const tmp = await mkdtemp(join(suite.work, 'tmp-'));
+      const r = await runCli(args('archive', csv, ['--tmpdir', tmp]), serverEnv(suite.server));
       assert.equal(r.code, 1, r.stderr + r.stdout);
       assert.match(r.stdout, /empty-plate\s+failed.*no objects under its four sources/);
     });
 
     test('2: an unknown flag', async () => {
-      const csv = await writePlatesCsv([PLATE_B], await mkdtemp(join(work, 'flag-')));
-      const r = await runCli(args('archive', csv, ['--no-such-flag']), serverEnv(server));
+      const csv = await writePlatesCsv([PLATE_B], await mkdtemp(join(suite.work, 'flag-')));
+      const r = await runCli(args('archive', csv, ['--no-such-flag']), serverEnv(suite.server));
       assert.equal(r.code, 2, r.stderr + r.stdout);
       assert.match(r.stderr, /unknown option '--no-such-flag'/);
       assert.equal(r.stdout, '');
     });
 
     test('2: a bad plates CSV', async () => {
-      const csv = join(await mkdtemp(join(work, 'badcsv-')), 'plates.csv');
+      const csv = join(await mkdtemp(join(suite.work, 'badcsv-')), 'plates.csv');
       await writeFile(csv, 'plate_id,wrong_header\n2058,2058\n');
-      const tmp = await mkdtemp(join(work, 'tmp-'));
-      const r = await runCli(args('archive', csv, ['--tmpdir', tmp]), serverEnv(server));
+      const tmp = await mkdtemp(join(suite.work, 'tmp-'));
+      const r = await runCli(args('archive', csv, ['--tmpdir', tmp]), serverEnv(suite.server));
       assert.equal(r.code, 2, r.stderr + r.stdout);
       assert.match(r.stderr, /plates\.csv/);
       assert.equal(r.stderr.trim().split('\n').length, 1, 'one line');
@@ -124,12 +115,12 @@ for (const name of testServerNames()) {
     });
 
     test('2: a missing bucket is one line naming it', async () => {
-      const csv = await writePlatesCsv([PLATE_B], await mkdtemp(join(work, 'nobucket-')));
-      const tmp = await mkdtemp(join(work, 'tmp-'));
+      const csv = await writePlatesCsv([PLATE_B], await mkdtemp(join(suite.work, 'nobucket-')));
+      const tmp = await mkdtemp(join(suite.work, 'tmp-'));
       const missing = `${live}-missing`;
       const a = args('archive', csv, ['--tmpdir', tmp]);
       a[a.indexOf('--bucket') + 1] = missing;
-      const r = await runCli(a, serverEnv(server));
+      const r = await runCli(a, serverEnv(suite.server));
       assert.equal(r.code, 2, r.stderr + r.stdout);
       const lines = r.stderr.trim().split('\n');
       assert.equal(lines.length, 1, r.stderr);
@@ -139,15 +130,15 @@ for (const name of testServerNames()) {
 
     test('3: verify finds a tarball whose .etag was altered', async () => {
       // test 0 archived plate 2058
-      await client.send(
+      await suite.client.send(
         new PutObjectCommand({
           Bucket: cold,
           Key: coldKey(PLATE_B, 'backend.etag'),
           Body: '0123456789abcdef0123456789abcdef\n',
         }),
       );
-      const csv = await writePlatesCsv([PLATE_B], await mkdtemp(join(work, 'mismatch-')));
-      const r = await runCli(args('verify', csv), serverEnv(server));
+      const csv = await writePlatesCsv([PLATE_B], await mkdtemp(join(suite.work, 'mismatch-')));
+      const r = await runCli(args('verify', csv), serverEnv(suite.server));
       assert.equal(r.code, 3, r.stderr + r.stdout);
       assert.match(r.stdout, /2058\s+mismatch/);
     });
@@ -157,11 +148,11 @@ for (const name of testServerNames()) {
       ['SIGTERM', 143],
     ] as const) {
       test(`${code}: ${signal} during an archive stops it and leaves nothing behind`, async () => {
-        const csv = await writePlatesCsv([BIG], await mkdtemp(join(work, `sig-${code}-`)));
-        const tmp = await mkdtemp(join(work, 'tmp-'));
+        const csv = await writePlatesCsv([BIG], await mkdtemp(join(suite.work, `sig-${code}-`)));
+        const tmp = await mkdtemp(join(suite.work, 'tmp-'));
         let pid: number | undefined;
         let sent = false;
-        const r = await runCli(args('archive', csv, ['--tmpdir', tmp]), serverEnv(server), {
+        const r = await runCli(args('archive', csv, ['--tmpdir', tmp]), serverEnv(suite.server), {
           onSpawn: (p) => (pid = p),
           onStderr: (soFar) => {
             if (sent || !/big-plate: started/.test(soFar)) return;
@@ -182,13 +173,13 @@ for (const name of testServerNames()) {
         assert.match(r.stdout, /big-plate\s+interrupted/, r.stdout);
         assert.match(r.stdout, /1 plate\(s\): 1 interrupted/);
         assert.deepEqual(await readdir(tmp), [], 'tmpdir is empty');
-        const coldKeys = await allKeys(client, cold);
+        const coldKeys = await allKeys(suite.client, cold);
         assert.deepEqual(
           coldKeys.filter((k) => k.includes(tag(BIG))),
           [],
           'nothing of the plate in the cold bucket',
         );
-        const liveKeys = await allKeys(client, live);
+        const liveKeys = await allKeys(suite.client, live);
         assert.deepEqual(
           liveKeys.filter((k) => k.includes('/backup/') && k.includes(tag(BIG))),
           [],

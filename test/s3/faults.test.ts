@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
-import { type S3Client } from '@aws-sdk/client-s3';
 import { getBytes, keysUnder } from '../helpers/s3.js';
 import { runCli, serverEnv, plateArgs } from '../helpers/cli.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
@@ -22,7 +20,8 @@ import {
   type FixturePlate,
   type GroundTruth,
 } from '../helpers/fixtures.js';
-import { startServer, testServerNames, type TestServer } from '../helpers/servers.js';
+import { testServerNames } from '../helpers/servers.js';
+import { useServer } from '../helpers/suite.js';
 
 const FAULT_RATE = 0.05;
 
@@ -30,26 +29,19 @@ const tag = (p: FixturePlate) => `${PROJECT}_${BATCH}_${p.plateId}`;
 
 for (const name of testServerNames()) {
   describe(`through a fault-injecting proxy (${FAULT_RATE * 100} % faults) against ${name}`, () => {
-    let server: TestServer;
+    const suite = useServer(name, 'imgbackup-faults-');
     let proxy: FaultProxy;
-    let client: S3Client;
-    let work: string;
 
     before(async () => {
-      server = await startServer(name);
-      client = server.client(); // the test's own client goes straight to the server
-      proxy = await startFaultProxy(server.endpoint, { rate: FAULT_RATE, seed: 20261126 });
-      work = await mkdtemp(join(tmpdir(), 'imgbackup-faults-'));
+      proxy = await startFaultProxy(suite.server.endpoint, { rate: FAULT_RATE, seed: 20261126 });
     });
     after(async () => {
       await proxy?.close();
-      await server?.close();
-      await rm(work, { recursive: true, force: true });
     });
 
     test('archive, verify --deep and delete of three plates finish with byte-identical results', async () => {
-      const live = await server.newBucket('live');
-      const cold = await server.newBucket('cold');
+      const live = await suite.server.newBucket('live');
+      const cold = await suite.server.newBucket('cold');
       const plates: FixturePlate[] = [
         PLATE_A,
         PLATE_B,
@@ -58,11 +50,11 @@ for (const name of testServerNames()) {
       const truth = new Map<FixturePlate, GroundTruth>();
       for (const p of [...plates, ...SIBLINGS]) {
         truth.set(p, plateObjects(p, { manyFiles: 300, bigFile: 12 * 1024 * 1024 }));
-        await uploadAll(client, live, truth.get(p)!);
+        await uploadAll(suite.client, live, truth.get(p)!);
       }
-      const csv = await writePlatesCsv(plates, work);
-      const tmp = await mkdtemp(join(work, 'tmp-'));
-      const env = { ...serverEnv(server), AWS_ENDPOINT_URL: proxy.endpoint };
+      const csv = await writePlatesCsv(plates, suite.work);
+      const tmp = await mkdtemp(join(suite.work, 'tmp-'));
+      const env = { ...serverEnv(suite.server), AWS_ENDPOINT_URL: proxy.endpoint };
       const common = [...plateArgs({ csv: csv, live: live, cold: cold }), '--max-attempts', '8'];
 
       const a = await runCli(['archive', ...common, '--tmpdir', tmp, '--max-procs', '3'], env);
@@ -73,13 +65,13 @@ for (const name of testServerNames()) {
 
       // Byte-identical: GNU tar rebuilds every uploaded file of every plate, nothing else.
       for (const p of plates) {
-        const dir = await mkdtemp(join(work, `x-${p.plateId}-`));
+        const dir = await mkdtemp(join(suite.work, `x-${p.plateId}-`));
         for (const t of ['images_illum_analysis', 'backend']) {
-          const file = join(work, `${p.plateId}-${t}.tar.gz`);
+          const file = join(suite.work, `${p.plateId}-${t}.tar.gz`);
           await writeFile(
             file,
             await getBytes(
-              client,
+              suite.client,
               cold,
               `imaging_analysis/${PROJECT}/plates/${tag(p)}_${t}.tar.gz`,
             ),
@@ -101,7 +93,7 @@ for (const name of testServerNames()) {
             (k) => k.startsWith(pre) && k.endsWith('/'),
           );
           assert.deepEqual(
-            await keysUnder(client, live, pre),
+            await keysUnder(suite.client, live, pre),
             markers.sort(),
             `${pre} emptied but for folder markers`,
           );
@@ -110,7 +102,7 @@ for (const name of testServerNames()) {
       for (const s of SIBLINGS) {
         for (const pre of sourcePrefixes(s)) {
           assert.deepEqual(
-            await keysUnder(client, live, pre),
+            await keysUnder(suite.client, live, pre),
             [...truth.get(s)!.keys()].filter((k) => k.startsWith(pre)).sort(),
           );
         }
@@ -129,14 +121,14 @@ for (const name of testServerNames()) {
     });
 
     test('a source object in an archive tier fails its plate, naming the key to restore', async () => {
-      const live = await server.newBucket('live');
-      const cold = await server.newBucket('cold');
+      const live = await suite.server.newBucket('live');
+      const cold = await suite.server.newBucket('cold');
       const p: FixturePlate = { plateId: 'ARCH1', plateIdFull: 'ARCH1' };
       const objects = plateObjects(p);
-      await uploadAll(client, live, objects);
-      await uploadAll(client, live, plateObjects(PLATE_B));
+      await uploadAll(suite.client, live, objects);
+      await uploadAll(suite.client, live, plateObjects(PLATE_B));
       const archivedKey = [...objects.keys()].find((k) => k.endsWith('.sqlite'))!;
-      const glacier = await startFaultProxy(server.endpoint, {
+      const glacier = await startFaultProxy(suite.server.endpoint, {
         rate: 0,
         answer: (req) =>
           req.method === 'GET' && decodeURIComponent(req.url ?? '').includes(archivedKey)
@@ -148,9 +140,9 @@ for (const name of testServerNames()) {
             : undefined,
       });
       try {
-        const csv = await writePlatesCsv([p, PLATE_B], work);
-        const tmp = await mkdtemp(join(work, 'tmp-'));
-        const env = { ...serverEnv(server), AWS_ENDPOINT_URL: glacier.endpoint };
+        const csv = await writePlatesCsv([p, PLATE_B], suite.work);
+        const tmp = await mkdtemp(join(suite.work, 'tmp-'));
+        const env = { ...serverEnv(suite.server), AWS_ENDPOINT_URL: glacier.endpoint };
         const r = await runCli(
           ['archive', ...plateArgs({ csv: csv, live: live, cold: cold }), '--tmpdir', tmp],
           env,
@@ -161,7 +153,7 @@ for (const name of testServerNames()) {
         assert.match(r.stdout, /2058\s+archived/);
         assert.deepEqual(await readdir(tmp), []);
         assert.deepEqual(
-          await keysUnder(client, cold, `imaging_analysis/${PROJECT}/plates/${tag(p)}`),
+          await keysUnder(suite.client, cold, `imaging_analysis/${PROJECT}/plates/${tag(p)}`),
           [],
         );
       } finally {

@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import type { S3Client } from '@aws-sdk/client-s3';
+import { describe, test } from 'node:test';
 import { plateArgs, runCli, serverEnv } from '../helpers/cli.js';
 import {
   BATCH,
@@ -18,40 +16,30 @@ import {
   writePlatesCsv,
 } from '../helpers/fixtures.js';
 import { getBytes, keysUnder } from '../helpers/s3.js';
-import { startServer, testServerNames, type TestServer } from '../helpers/servers.js';
+import { testServerNames } from '../helpers/servers.js';
+import { useServer } from '../helpers/suite.js';
 
 for (const name of testServerNames()) {
   describe(`archive --no-compress against ${name}`, () => {
-    let server: TestServer;
-    let client: S3Client;
-    let work: string;
-    before(async () => {
-      server = await startServer(name);
-      client = server.client();
-      work = await mkdtemp(join(tmpdir(), 'imgbackup-plain-'));
-    });
-    after(async () => {
-      await server?.close();
-      await rm(work, { recursive: true, force: true });
-    });
+    const suite = useServer(name, 'imgbackup-plain-');
 
     test('plain .tar tarballs that tar xf rebuilds; verify, a re-run and delete find them unasked', async () => {
-      const live = await server.newBucket('live');
-      const cold = await server.newBucket('cold');
+      const live = await suite.server.newBucket('live');
+      const cold = await suite.server.newBucket('cold');
       const truth = plateObjects(PLATE_B);
-      await uploadAll(client, live, truth);
-      const csv = await writePlatesCsv([PLATE_B], work);
+      await uploadAll(suite.client, live, truth);
+      const csv = await writePlatesCsv([PLATE_B], suite.work);
       const flags = plateArgs({ csv, live, cold });
-      const tmp = await mkdtemp(join(work, 'tmp-'));
+      const tmp = await mkdtemp(join(suite.work, 'tmp-'));
       const a = await runCli(
         ['archive', ...flags, '--tmpdir', tmp, '--no-compress'],
-        serverEnv(server),
+        serverEnv(suite.server),
       );
       assert.equal(a.code, 0, a.stdout + a.stderr);
 
       const T = `${PROJECT}_${BATCH}_${PLATE_B.plateId}`;
       const plates = `imaging_analysis/${PROJECT}/plates/`;
-      assert.deepEqual(await keysUnder(client, cold, plates), [
+      assert.deepEqual(await keysUnder(suite.client, cold, plates), [
         `${plates}${T}_backend.etag`,
         `${plates}${T}_backend.md5`,
         `${plates}${T}_backend.tar`,
@@ -60,14 +48,14 @@ for (const name of testServerNames()) {
         `${plates}${T}_images_illum_analysis.md5`,
         `${plates}${T}_images_illum_analysis.tar`,
       ]);
-      const dir = await mkdtemp(join(work, 'x-'));
+      const dir = await mkdtemp(join(suite.work, 'x-'));
       for (const t of ['images_illum_analysis', 'backend']) {
-        const data = await getBytes(client, cold, `${plates}${T}_${t}.tar`);
+        const data = await getBytes(suite.client, cold, `${plates}${T}_${t}.tar`);
         assert.equal(
-          (await getBytes(client, cold, `${plates}${T}_${t}.md5`)).toString(),
+          (await getBytes(suite.client, cold, `${plates}${T}_${t}.md5`)).toString(),
           `${md5hex(data)}  ${T}_${t}.tar\n`,
         );
-        const file = join(work, `${t}.tar`);
+        const file = join(suite.work, `${t}.tar`);
         await writeFile(file, data);
         execFileSync('tar', ['xf', file, '--strip-components=1', '-C', dir]);
       }
@@ -76,17 +64,17 @@ for (const name of testServerNames()) {
       assert.equal(tree.size, expected.length);
       for (const [k, v] of expected) assert.ok(tree.get(k.slice('projects/'.length))?.equals(v), k);
 
-      const v = await runCli(['verify', '--deep', ...flags], serverEnv(server));
+      const v = await runCli(['verify', '--deep', ...flags], serverEnv(suite.server));
       assert.equal(v.code, 0, v.stdout + v.stderr);
       assert.match(v.stdout, /2058\s+verified/);
-      const again = await runCli(['archive', ...flags, '--tmpdir', tmp], serverEnv(server));
+      const again = await runCli(['archive', ...flags, '--tmpdir', tmp], serverEnv(suite.server));
       assert.equal(again.code, 0, again.stdout + again.stderr);
       assert.match(again.stdout, /2058\s+skipped.*already archived/);
       assert.deepEqual(await readdir(tmp), []);
-      const d = await runCli(['delete', '--yes', ...flags], serverEnv(server));
+      const d = await runCli(['delete', '--yes', ...flags], serverEnv(suite.server));
       assert.equal(d.code, 0, d.stdout + d.stderr);
       for (const pre of sourcePrefixes(PLATE_B))
-        assert.deepEqual(await keysUnder(client, live, pre), []);
+        assert.deepEqual(await keysUnder(suite.client, live, pre), []);
     });
   });
 }

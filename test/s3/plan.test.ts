@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdtemp, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import { DeleteObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { before, describe, test } from 'node:test';
+import { DeleteObjectCommand } from '@aws-sdk/client-s3';
 import { snapshot } from '../helpers/s3.js';
 import { runCli, serverEnv, plateArgs } from '../helpers/cli.js';
 import {
@@ -16,7 +15,8 @@ import {
   writePlatesCsv,
   type FixturePlate,
 } from '../helpers/fixtures.js';
-import { startServer, testServerNames, type TestServer } from '../helpers/servers.js';
+import { testServerNames } from '../helpers/servers.js';
+import { useServer } from '../helpers/suite.js';
 
 interface Line {
   type: string;
@@ -34,24 +34,19 @@ const OTHER = SIBLINGS[0]!; // 20586
 
 for (const name of testServerNames()) {
   describe(`plan against ${name}`, () => {
-    let server: TestServer;
-    let client: S3Client;
+    const suite = useServer(name, 'imgbackup-plan-test-');
     let live: string;
     let cold: string;
-    let work: string;
     let csv: string;
     const files = new Map<string, number>();
     const bytes = new Map<string, number>();
 
     before(async () => {
-      server = await startServer(name);
-      client = server.client();
-      live = await server.newBucket('live');
-      cold = await server.newBucket('cold');
-      work = await mkdtemp(join(tmpdir(), 'imgbackup-plan-test-'));
+      live = await suite.server.newBucket('live');
+      cold = await suite.server.newBucket('cold');
       for (const p of [PLATE_B, OTHER]) {
         const objs = plateObjects(p);
-        await uploadAll(client, live, objs);
+        await uploadAll(suite.client, live, objs);
         const real = [...objs].filter(([k]) => !k.endsWith('/'));
         files.set(p.plateId, real.length);
         bytes.set(
@@ -59,21 +54,17 @@ for (const name of testServerNames()) {
           real.reduce((n, [, v]) => n + v.length, 0),
         );
       }
-      csv = await writePlatesCsv([PLATE_B, OTHER], work);
-    });
-    after(async () => {
-      await server?.close();
-      await rm(work, { recursive: true, force: true });
+      csv = await writePlatesCsv([PLATE_B, OTHER], suite.work);
     });
 
     const run = (cmd: string, extra: string[] = [], plates = csv) =>
       runCli(
         [cmd, ...plateArgs({ csv: plates, live: live, cold: cold }), ...extra],
-        serverEnv(server),
+        serverEnv(suite.server),
       );
 
     async function planJson(extra: string[] = []): Promise<Line[]> {
-      const r = await run('plan', ['--json', '--tmpdir', work, ...extra]);
+      const r = await run('plan', ['--json', '--tmpdir', suite.work, ...extra]);
       assert.equal(r.code, 0, r.stderr + r.stdout);
       return r.stdout
         .trim()
@@ -84,7 +75,7 @@ for (const name of testServerNames()) {
       lines.find((l) => l.type === 'plate' && l.plateId === p.plateId)?.status;
 
     test('before archive: files, bytes, "not archived", tmpdir need; changes nothing', async () => {
-      const snap = [await snapshot(client, live), await snapshot(client, cold)];
+      const snap = [await snapshot(suite.client, live), await snapshot(suite.client, cold)];
       const lines = await planJson(['--max-procs', '2']);
       for (const p of [PLATE_B, OTHER]) {
         const l = lines.find((x) => x.plateId === p.plateId)!;
@@ -105,26 +96,29 @@ for (const name of testServerNames()) {
         ...lines.filter((l) => l.type === 'plate').map((l) => l.details!.tmpdirBytes),
       );
       assert.equal(one.tmpdir!.neededBytes, largest, 'one plate at once needs the largest');
-      assert.deepEqual([await snapshot(client, live), await snapshot(client, cold)], snap);
       assert.deepEqual(
-        (await readdir(work)).filter((f) => f !== 'plates.csv'),
+        [await snapshot(suite.client, live), await snapshot(suite.client, cold)],
+        snap,
+      );
+      assert.deepEqual(
+        (await readdir(suite.work)).filter((f) => f !== 'plates.csv'),
         [],
         'nothing written locally',
       );
     });
 
     test('the table names each state and the tmpdir line', async () => {
-      const r = await run('plan', ['--tmpdir', work]);
+      const r = await run('plan', ['--tmpdir', suite.work]);
       assert.equal(r.code, 0, r.stderr);
       assert.match(r.stdout, /2058\s+not archived\s+6\s/);
       assert.match(r.stdout, /tmpdir: archive at --max-procs 2 needs at most .* free/);
     });
 
     test('after archive: "archived", and "partial" when an output is missing', async () => {
-      const tmp = await mkdtemp(join(work, 'tmp-'));
+      const tmp = await mkdtemp(join(suite.work, 'tmp-'));
       const a = await run('archive', ['--tmpdir', tmp]);
       assert.equal(a.code, 0, a.stderr + a.stdout);
-      await client.send(
+      await suite.client.send(
         new DeleteObjectCommand({
           Bucket: live,
           Key: `projects/${PROJECT}/workspace/backup/${tag(OTHER)}_delete_s3.sh`,
@@ -137,7 +131,7 @@ for (const name of testServerNames()) {
     });
 
     test('after verify: "verified"; after delete: "deleted"', async () => {
-      const only = await writePlatesCsv([PLATE_B], await mkdtemp(join(work, 'b-')));
+      const only = await writePlatesCsv([PLATE_B], await mkdtemp(join(suite.work, 'b-')));
       const v = await run('verify', [], only);
       assert.equal(v.code, 0, v.stderr + v.stdout);
       assert.equal(stateOf(await planJson(), PLATE_B), 'verified');

@@ -1,9 +1,8 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
-import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdtemp, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
+import { describe, test } from 'node:test';
 import {
   DeleteObjectCommand,
   GetObjectCommand,
@@ -21,7 +20,8 @@ import {
   uploadAll,
   writePlatesCsv,
 } from '../helpers/fixtures.js';
-import { startServer, testServerNames, type TestServer } from '../helpers/servers.js';
+import { testServerNames } from '../helpers/servers.js';
+import { useServer } from '../helpers/suite.js';
 
 /** Every object of a bucket as key → md5 of its bytes. */
 async function contents(client: S3Client, bucket: string) {
@@ -43,18 +43,7 @@ async function contents(client: S3Client, bucket: string) {
 
 for (const name of testServerNames()) {
   describe(`resume after SIGKILL against ${name}`, () => {
-    let server: TestServer;
-    let client: S3Client;
-    let work: string;
-    before(async () => {
-      server = await startServer(name);
-      client = server.client();
-      work = await mkdtemp(join(tmpdir(), 'imgbackup-resume-'));
-    });
-    after(async () => {
-      await server?.close();
-      await rm(work, { recursive: true, force: true });
-    });
+    const suite = useServer(name, 'imgbackup-resume-');
 
     test('archive killed mid-upload, then re-run: buckets end exactly as after an uninterrupted run', async () => {
       const plates = [PLATE_A, PLATE_B];
@@ -73,7 +62,7 @@ for (const name of testServerNames()) {
         env: NodeJS.ProcessEnv,
         onSpawn?: (pid: number) => void,
       ) => {
-        const csv = await writePlatesCsv(plates, work);
+        const csv = await writePlatesCsv(plates, suite.work);
         return runCli(
           [
             'archive',
@@ -90,26 +79,31 @@ for (const name of testServerNames()) {
 
       // Reference: an uninterrupted run. Then its outputs are removed and the same sources
       // (same bytes, same mtimes, so the same tarball bytes) are archived again, killed and resumed.
-      const live = await server.newBucket('live');
-      const cold = await server.newBucket('cold');
-      await uploadAll(client, live, objects);
-      const ref = await run(live, cold, await mkdtemp(join(work, 'tmp-')), serverEnv(server));
+      const live = await suite.server.newBucket('live');
+      const cold = await suite.server.newBucket('cold');
+      await uploadAll(suite.client, live, objects);
+      const ref = await run(
+        live,
+        cold,
+        await mkdtemp(join(suite.work, 'tmp-')),
+        serverEnv(suite.server),
+      );
       assert.equal(ref.code, 0, ref.stdout + ref.stderr);
-      const expected = [await contents(client, live), await contents(client, cold)];
+      const expected = [await contents(suite.client, live), await contents(suite.client, cold)];
       for (const [bucket, prefix] of [
         [cold, ''],
         [live, `projects/${PROJECT}/workspace/backup/`],
       ] as const) {
-        for (const key of Object.keys(await contents(client, bucket))) {
+        for (const key of Object.keys(await contents(suite.client, bucket))) {
           if (key.startsWith(prefix))
-            await client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
+            await suite.client.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
         }
       }
 
-      const tmp = await mkdtemp(join(work, 'tmp-'));
+      const tmp = await mkdtemp(join(suite.work, 'tmp-'));
       let pid = 0;
       let killed = false;
-      const proxy = await startFaultProxy(server.endpoint, {
+      const proxy = await startFaultProxy(suite.server.endpoint, {
         rate: 0,
         onRequest: (req) => {
           if (!killed && pid && req.method === 'PUT' && /[?&]partNumber=/.test(req.url ?? '')) {
@@ -123,7 +117,7 @@ for (const name of testServerNames()) {
           live,
           cold,
           tmp,
-          { ...serverEnv(server), AWS_ENDPOINT_URL: proxy.endpoint },
+          { ...serverEnv(suite.server), AWS_ENDPOINT_URL: proxy.endpoint },
           (p) => (pid = p),
         );
         assert.equal(first.signal, 'SIGKILL', 'the first run was killed mid-upload');
@@ -131,15 +125,18 @@ for (const name of testServerNames()) {
         await proxy.close();
       }
       assert.ok(killed);
-      const second = await run(live, cold, tmp, serverEnv(server));
+      const second = await run(live, cold, tmp, serverEnv(suite.server));
       assert.equal(second.code, 0, second.stdout + second.stderr);
       assert.deepEqual(await readdir(tmp), [], 'tmpdir empty (no tarball, no lock)');
 
-      assert.deepEqual([await contents(client, live), await contents(client, cold)], expected);
+      assert.deepEqual(
+        [await contents(suite.client, live), await contents(suite.client, cold)],
+        expected,
+      );
       // The killed run's multipart upload was aborted, not left to be billed. (s3rver does not
       // implement ListMultipartUploads; radosgw does, as S3.)
       if (name === 'rgw') {
-        const open = await client.send(new ListMultipartUploadsCommand({ Bucket: cold }));
+        const open = await suite.client.send(new ListMultipartUploadsCommand({ Bucket: cold }));
         assert.deepEqual(open.Uploads ?? [], [], 'no multipart upload left in the cold bucket');
       }
     });

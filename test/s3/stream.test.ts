@@ -1,10 +1,8 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import { type S3Client } from '@aws-sdk/client-s3';
+import { describe, test } from 'node:test';
 import { getBytes } from '../helpers/s3.js';
 import { runCli, serverEnv, plateArgs } from '../helpers/cli.js';
 import {
@@ -20,34 +18,24 @@ import {
   writePlatesCsv,
   type GroundTruth,
 } from '../helpers/fixtures.js';
-import { startServer, testServerNames, type TestServer } from '../helpers/servers.js';
+import { testServerNames } from '../helpers/servers.js';
+import { useServer } from '../helpers/suite.js';
 
 for (const name of testServerNames()) {
   describe(`archive --stream against ${name}`, () => {
-    let server: TestServer;
-    let client: S3Client;
-    let work: string;
-    before(async () => {
-      server = await startServer(name);
-      client = server.client();
-      work = await mkdtemp(join(tmpdir(), 'imgbackup-stream-'));
-    });
-    after(async () => {
-      await server?.close();
-      await rm(work, { recursive: true, force: true });
-    });
+    const suite = useServer(name, 'imgbackup-stream-');
 
     test('uploads while writing: nothing in the tmpdir, same archive, verify --deep passes', async () => {
-      const live = await server.newBucket('live');
-      const cold = await server.newBucket('cold');
+      const live = await suite.server.newBucket('live');
+      const cold = await suite.server.newBucket('cold');
       const truth: GroundTruth = new Map([
         // 20 MiB of noise: a multipart tarball of three 8 MiB parts
         ...plateObjects(PLATE_A, { manyFiles: 100, bigFile: 20 * 1024 * 1024 }),
         ...plateObjects(PLATE_B),
       ]);
-      await uploadAll(client, live, truth);
-      const csv = await writePlatesCsv([PLATE_A, PLATE_B], work);
-      const tmp = await mkdtemp(join(work, 'tmp-'));
+      await uploadAll(suite.client, live, truth);
+      const csv = await writePlatesCsv([PLATE_A, PLATE_B], suite.work);
+      const tmp = await mkdtemp(join(suite.work, 'tmp-'));
       const seen = new Set<string>();
       let watching = true;
       const watcher = (async () => {
@@ -59,7 +47,7 @@ for (const name of testServerNames()) {
       const common = [...plateArgs({ csv: csv, live: live, cold: cold })];
       const r = await runCli(
         ['archive', ...common, '--tmpdir', tmp, '--stream'],
-        serverEnv(server),
+        serverEnv(suite.server),
       );
       watching = false;
       await watcher;
@@ -68,18 +56,18 @@ for (const name of testServerNames()) {
       assert.deepEqual(await readdir(tmp), []);
 
       const T = `${PROJECT}_${BATCH}_${PLATE_A.plateId}`;
-      const dir = await mkdtemp(join(work, 'x-'));
+      const dir = await mkdtemp(join(suite.work, 'x-'));
       for (const t of ['images_illum_analysis', 'backend']) {
         const data = await getBytes(
-          client,
+          suite.client,
           cold,
           `imaging_analysis/${PROJECT}/plates/${T}_${t}.tar.gz`,
         );
         const md5 = (
-          await getBytes(client, cold, `imaging_analysis/${PROJECT}/plates/${T}_${t}.md5`)
+          await getBytes(suite.client, cold, `imaging_analysis/${PROJECT}/plates/${T}_${t}.md5`)
         ).toString();
         assert.equal(md5, `${md5hex(data)}  ${T}_${t}.tar.gz\n`);
-        const file = join(work, `${t}.tar.gz`);
+        const file = join(suite.work, `${t}.tar.gz`);
         await writeFile(file, data);
         execFileSync('tar', ['xzf', file, '--strip-components=1', '-C', dir]);
       }
@@ -95,14 +83,14 @@ for (const name of testServerNames()) {
         assert.ok(tree.get(k.slice('projects/'.length))!.equals(v), `${k} differs`);
       const listing = (
         await getBytes(
-          client,
+          suite.client,
           live,
           `projects/${PROJECT}/workspace/backup/${T}_file_listing_tar.txt`,
         )
       ).toString();
       assert.equal(listing, expectedListing(plateA));
 
-      const v = await runCli(['verify', '--deep', ...common], serverEnv(server));
+      const v = await runCli(['verify', '--deep', ...common], serverEnv(suite.server));
       assert.equal(v.code, 0, v.stdout + v.stderr);
     });
   });

@@ -1,10 +1,9 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
-import { tmpdir } from 'node:os';
+import { chmod, mkdir, mkdtemp, readFile, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { after, before, describe, test } from 'node:test';
-import { HeadObjectCommand, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { describe, test } from 'node:test';
+import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { getBytes, keysUnder } from '../helpers/s3.js';
 import { runCli, serverEnv, plateArgs } from '../helpers/cli.js';
 import {
@@ -18,7 +17,8 @@ import {
   writePlatesCsv,
   type FixturePlate,
 } from '../helpers/fixtures.js';
-import { startServer, testServerNames, type TestServer } from '../helpers/servers.js';
+import { testServerNames } from '../helpers/servers.js';
+import { useServer } from '../helpers/suite.js';
 
 const tag = (p: FixturePlate) => `${PROJECT}_${BATCH}_${p.plateId}`;
 const coldKey = (p: FixturePlate, name: string) =>
@@ -26,31 +26,19 @@ const coldKey = (p: FixturePlate, name: string) =>
 
 for (const name of testServerNames()) {
   describe(`verify, collect-deletes, delete against ${name}`, () => {
-    let server: TestServer;
-    let client: S3Client;
-    let work: string;
-
-    before(async () => {
-      server = await startServer(name);
-      client = server.client();
-      work = await mkdtemp(join(tmpdir(), 'imgbackup-vd-test-'));
-    });
-    after(async () => {
-      await server?.close();
-      await rm(work, { recursive: true, force: true });
-    });
+    const suite = useServer(name, 'imgbackup-vd-test-');
 
     /** Fresh buckets with the given plates (and the 2058 siblings) uploaded. */
     async function setup(plates: FixturePlate[]) {
-      const live = await server.newBucket('live');
-      const cold = await server.newBucket('cold');
+      const live = await suite.server.newBucket('live');
+      const cold = await suite.server.newBucket('cold');
       const truth = new Map<string, Buffer>();
       for (const p of [...plates, ...SIBLINGS]) {
         const objs = plateObjects(p);
         for (const [k, v] of objs) truth.set(k, v);
-        await uploadAll(client, live, objs);
+        await uploadAll(suite.client, live, objs);
       }
-      const dir = await mkdtemp(join(work, 'case-'));
+      const dir = await mkdtemp(join(suite.work, 'case-'));
       const csv = await writePlatesCsv(plates, dir);
       const run = (cmd: string, extra: string[] = []) =>
         runCli(
@@ -60,7 +48,7 @@ for (const name of testServerNames()) {
             ...(cmd === 'archive' ? ['--tmpdir', dir] : []),
             ...extra,
           ],
-          serverEnv(server),
+          serverEnv(suite.server),
         );
       return { live, cold, truth, dir, csv, run };
     }
@@ -75,9 +63,9 @@ for (const name of testServerNames()) {
       const [images1] = sourcePrefixes(p1) as [string];
       const added = `${images1}added-after-archive.tif`;
       const overwritten = `${images1}r01c01f01p01-ch1sk1fk1fl1.tiff`;
-      await client.send(new PutObjectCommand({ Bucket: live, Key: added, Body: 'new' }));
+      await suite.client.send(new PutObjectCommand({ Bucket: live, Key: added, Body: 'new' }));
       const size = truth.get(overwritten)!.length;
-      await client.send(
+      await suite.client.send(
         new PutObjectCommand({ Bucket: live, Key: overwritten, Body: Buffer.alloc(size, 7) }),
       );
 
@@ -131,9 +119,9 @@ for (const name of testServerNames()) {
       const d = await run('delete', ['--yes']);
       assert.equal(d.code, 0, d.stderr + d.stdout);
       const left = [
-        ...(await keysUnder(client, live, `projects/${PROJECT}/${BATCH}/`)),
-        ...(await keysUnder(client, live, `projects/${PROJECT}/workspace/analysis/`)),
-        ...(await keysUnder(client, live, `projects/${PROJECT}/workspace/backend/`)),
+        ...(await keysUnder(suite.client, live, `projects/${PROJECT}/${BATCH}/`)),
+        ...(await keysUnder(suite.client, live, `projects/${PROJECT}/workspace/analysis/`)),
+        ...(await keysUnder(suite.client, live, `projects/${PROJECT}/workspace/backend/`)),
       ];
       const siblingKeys = [...truth.keys()].filter((k) =>
         SIBLINGS.some((s) => sourcePrefixes(s).some((pre) => k.startsWith(pre))),
@@ -152,12 +140,12 @@ for (const name of testServerNames()) {
       assert.equal((await run('verify')).code, 0);
       // One byte altered, and its .etag made to agree, so only reading the bytes can tell.
       const key = coldKey(bad, 'images_illum_analysis.tar.gz');
-      const data = await getBytes(client, cold, key);
+      const data = await getBytes(suite.client, cold, key);
       const mid = Math.floor(data.length / 2);
       data[mid] = data[mid]! ^ 0x01;
-      await client.send(new PutObjectCommand({ Bucket: cold, Key: key, Body: data }));
-      const head = await client.send(new HeadObjectCommand({ Bucket: cold, Key: key }));
-      await client.send(
+      await suite.client.send(new PutObjectCommand({ Bucket: cold, Key: key, Body: data }));
+      const head = await suite.client.send(new HeadObjectCommand({ Bucket: cold, Key: key }));
+      await suite.client.send(
         new PutObjectCommand({
           Bucket: cold,
           Key: coldKey(bad, 'images_illum_analysis.etag'),
@@ -176,13 +164,13 @@ for (const name of testServerNames()) {
       for (const pre of sourcePrefixes(bad)) {
         const expected = [...truth.keys()].filter((k) => k.startsWith(pre)).sort();
         assert.deepEqual(
-          await keysUnder(client, live, pre),
+          await keysUnder(suite.client, live, pre),
           expected,
           `nothing of 2058 deleted under ${pre}`,
         );
       }
       for (const pre of sourcePrefixes(good))
-        assert.deepEqual(await keysUnder(client, live, pre), []);
+        assert.deepEqual(await keysUnder(suite.client, live, pre), []);
     });
 
     test('a plan naming a key outside its plate is refused; prefix siblings are never deleted', async () => {
@@ -201,16 +189,16 @@ for (const name of testServerNames()) {
       const d = await run('delete', ['--yes', '--plan', planFile]);
       assert.equal(d.code, 1);
       assert.match(d.stdout, /2058\s+failed.*outside the plate's four sources/);
-      const before = await keysUnder(client, live, 'projects/');
+      const before = await keysUnder(suite.client, live, 'projects/');
       assert.ok(before.includes(sibling));
       for (const pre of sourcePrefixes(p))
-        assert.ok((await keysUnder(client, live, pre)).length > 0, 'plate 2058 untouched');
+        assert.ok((await keysUnder(suite.client, live, pre)).length > 0, 'plate 2058 untouched');
       // The untampered run deletes 2058 and none of 20586 / 2058-old.
       assert.equal((await run('delete', ['--yes'])).code, 0);
       for (const s of SIBLINGS) {
         for (const pre of sourcePrefixes(s)) {
           const expected = [...truth.keys()].filter((k) => k.startsWith(pre)).sort();
-          assert.deepEqual(await keysUnder(client, live, pre), expected);
+          assert.deepEqual(await keysUnder(suite.client, live, pre), expected);
         }
       }
     });
@@ -246,8 +234,8 @@ for (const name of testServerNames()) {
     });
 
     test('an archive made by the old bash script verifies (listings cut at spaces)', async () => {
-      const live = await server.newBucket('live');
-      const cold = await server.newBucket('cold');
+      const live = await suite.server.newBucket('live');
+      const cold = await suite.server.newBucket('cold');
       const p: FixturePlate = { plateId: 'OLD1', plateIdFull: 'OLD1 Measurement 1' };
       const T = tag(p);
       const objs = new Map<string, Buffer>([
@@ -269,9 +257,9 @@ for (const name of testServerNames()) {
           Buffer.from('sqlite'),
         ],
       ]);
-      await uploadAll(client, live, objs);
+      await uploadAll(suite.client, live, objs);
       // Rebuild what aws_backup.sh made: a downloaded tree, tar -czf, md5sum, listings via cut.
-      const dir = await mkdtemp(join(work, 'old-'));
+      const dir = await mkdtemp(join(suite.work, 'old-'));
       for (const [k, v] of objs) {
         const f = join(dir, T, k.slice('projects/'.length));
         await mkdir(join(f, '..'), { recursive: true });
@@ -290,13 +278,13 @@ for (const name of testServerNames()) {
         execFileSync('tar', ['-czf', name, ...dirs], { cwd: dir });
         const data = await readFile(join(dir, name));
         const key = coldKey(p, `${g}.tar.gz`);
-        await client.send(new PutObjectCommand({ Bucket: cold, Key: key, Body: data }));
+        await suite.client.send(new PutObjectCommand({ Bucket: cold, Key: key, Body: data }));
         const md5 = execFileSync('md5sum', [name], { cwd: dir }).toString();
-        await client.send(
+        await suite.client.send(
           new PutObjectCommand({ Bucket: cold, Key: coldKey(p, `${g}.md5`), Body: md5 }),
         );
-        const head = await client.send(new HeadObjectCommand({ Bucket: cold, Key: key }));
-        await client.send(
+        const head = await suite.client.send(new HeadObjectCommand({ Bucket: cold, Key: key }));
+        await suite.client.send(
           new PutObjectCommand({
             Bucket: cold,
             Key: coldKey(p, `${g}.etag`),
@@ -317,9 +305,9 @@ for (const name of testServerNames()) {
         [`${backup}_file_listing_tar.txt`, oldListing],
         [`${backup}_delete_s3.sh`, Buffer.from('aws s3 rm --recursive "s3://x/y"\n')],
       ] as const) {
-        await client.send(new PutObjectCommand({ Bucket: live, Key: k, Body: body }));
+        await suite.client.send(new PutObjectCommand({ Bucket: live, Key: k, Body: body }));
       }
-      await client.send(
+      await suite.client.send(
         new PutObjectCommand({
           Bucket: cold,
           Key: coldKey(p, 'file_listing_untrimmed_s3.txt'),
@@ -328,16 +316,16 @@ for (const name of testServerNames()) {
       );
       const csv = await writePlatesCsv([p], dir);
       const args = [...plateArgs({ csv: csv, live: live, cold: cold })];
-      const v = await runCli(['verify', ...args], serverEnv(server));
+      const v = await runCli(['verify', ...args], serverEnv(suite.server));
       assert.equal(v.code, 0, v.stderr + v.stdout);
-      const deep = await runCli(['verify', '--deep', ...args], serverEnv(server));
+      const deep = await runCli(['verify', '--deep', ...args], serverEnv(suite.server));
       assert.equal(deep.code, 0, deep.stderr + deep.stdout);
       assert.match(deep.stdout, /OLD1\s+verified/);
       // Deleting it removes exactly its five keys, found by their whole names.
-      const d = await runCli(['delete', '--yes', ...args], serverEnv(server));
+      const d = await runCli(['delete', '--yes', ...args], serverEnv(suite.server));
       assert.equal(d.code, 0, d.stderr + d.stdout);
       for (const k of objs.keys()) {
-        const h = await client
+        const h = await suite.client
           .send(new HeadObjectCommand({ Bucket: live, Key: k }))
           .catch(() => undefined);
         assert.equal(h?.ETag, undefined, `${k} deleted\n${d.stdout}${d.stderr}`);
