@@ -134,3 +134,15 @@ export async function readTree(dir: string): Promise<Map<string, Buffer>> {
   }
   return out;
 }
+
+/** A plate large enough that archiving it takes well over a second (to interrupt or watch). */
+export const BIG_PLATE: FixturePlate = { plateId: 'big-plate', plateIdFull: 'big-plate' };
+
+/** BIG_PLATE's objects: one 60 MiB image-like file and a small backend file. */
+export function bigPlateObjects(): GroundTruth {
+  const [images, , , backend] = sourcePrefixes(BIG_PLATE) as [string, string, string, string];
+  return new Map([
+    [`${images}huge.tiff`, imageLike(60 * 1024 * 1024, 42)],
+    [`${backend}big-plate.sqlite`, imageLike(10_000, 43)],
+  ]);
+}

@@ -4,12 +4,12 @@ import { execFile } from 'node:child_process';
 import { mkdtemp, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
-import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { BIN, runCli, serverEnv, plateArgs } from '../helpers/cli.js';
 import { snapshot } from '../helpers/s3.js';
 import {
   BATCH,
-  imageLike,
+  BIG_PLATE,
+  bigPlateObjects,
   PLATE_B,
   plateObjects,
   PROJECT,
@@ -22,8 +22,6 @@ import { testServerNames } from '../helpers/servers.js';
 import { useServer } from '../helpers/suite.js';
 
 const tag = (p: FixturePlate) => `${PROJECT}_${BATCH}_${p.plateId}`;
-const BIG: FixturePlate = { plateId: 'big-plate', plateIdFull: 'big-plate' };
-const BIG_BYTES = 60 * 1024 * 1024;
 
 const sh = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
 
@@ -75,21 +73,7 @@ for (const name of testServerNames()) {
         bFiles += 1;
         bBytes += v.length;
       }
-      const [images, , , backend] = sourcePrefixes(BIG);
-      await suite.client.send(
-        new PutObjectCommand({
-          Bucket: live,
-          Key: `${images}huge.tiff`,
-          Body: imageLike(BIG_BYTES, 7),
-        }),
-      );
-      await suite.client.send(
-        new PutObjectCommand({
-          Bucket: live,
-          Key: `${backend}big.sqlite`,
-          Body: imageLike(5000, 8),
-        }),
-      );
+      await uploadAll(suite.client, live, bigPlateObjects());
     });
 
     const args = (csv: string, tmp: string, extra: string[] = []) => [
@@ -146,7 +130,7 @@ for (const name of testServerNames()) {
     });
 
     test('on a terminal: a live progress line per plate, ended cleanly before the summary', async () => {
-      const csv = await writePlatesCsv([BIG], await mkdtemp(join(suite.work, 'pty-')));
+      const csv = await writePlatesCsv([BIG_PLATE], await mkdtemp(join(suite.work, 'pty-')));
       const tmp = await mkdtemp(join(suite.work, 'tmp-'));
       const r = await runInPty(args(csv, tmp, ['--max-procs', '1']), serverEnv(suite.server));
       assert.equal(r.code, 0, r.output);

@@ -3,42 +3,26 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
-import { ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { runCli, serverEnv, plateArgs } from '../helpers/cli.js';
 import {
   BATCH,
-  imageLike,
+  BIG_PLATE,
+  bigPlateObjects,
   PLATE_B,
   plateObjects,
   PROJECT,
-  sourcePrefixes,
   uploadAll,
   writePlatesCsv,
   type FixturePlate,
 } from '../helpers/fixtures.js';
 import { testServerNames } from '../helpers/servers.js';
+import { keysUnder } from '../helpers/s3.js';
 import { useServer } from '../helpers/suite.js';
-
-async function allKeys(client: S3Client, bucket: string): Promise<string[]> {
-  const out: string[] = [];
-  let token: string | undefined;
-  do {
-    const page = await client.send(
-      new ListObjectsV2Command({ Bucket: bucket, ContinuationToken: token }),
-    );
-    for (const o of page.Contents ?? []) out.push(o.Key!);
-    token = page.NextContinuationToken;
-  } while (token);
-  return out.sort();
-}
 
 const tag = (p: FixturePlate) => `${PROJECT}_${BATCH}_${p.plateId}`;
 const coldKey = (p: FixturePlate, name: string) =>
   `imaging_analysis/${PROJECT}/plates/${tag(p)}_${name}`;
-
-/** A plate large enough that archiving it takes well over a second. */
-const BIG: FixturePlate = { plateId: 'big-plate', plateIdFull: 'big-plate' };
-const BIG_BYTES = 60 * 1024 * 1024;
 
 for (const name of testServerNames()) {
   describe(`exit codes against ${name}`, () => {
@@ -50,21 +34,7 @@ for (const name of testServerNames()) {
       live = await suite.server.newBucket('live');
       cold = await suite.server.newBucket('cold');
       await uploadAll(suite.client, live, plateObjects(PLATE_B));
-      const [images, , , backend] = sourcePrefixes(BIG);
-      await suite.client.send(
-        new PutObjectCommand({
-          Bucket: live,
-          Key: `${images}huge.tiff`,
-          Body: imageLike(BIG_BYTES, 42),
-        }),
-      );
-      await suite.client.send(
-        new PutObjectCommand({
-          Bucket: live,
-          Key: `${backend}big-plate.sqlite`,
-          Body: imageLike(10_000, 43),
-        }),
-      );
+      await uploadAll(suite.client, live, bigPlateObjects());
     });
 
     const args = (cmd: string, csv: string, extra: string[] = []) => [
@@ -148,7 +118,10 @@ for (const name of testServerNames()) {
       ['SIGTERM', 143],
     ] as const) {
       test(`${code}: ${signal} during an archive stops it and leaves nothing behind`, async () => {
-        const csv = await writePlatesCsv([BIG], await mkdtemp(join(suite.work, `sig-${code}-`)));
+        const csv = await writePlatesCsv(
+          [BIG_PLATE],
+          await mkdtemp(join(suite.work, `sig-${code}-`)),
+        );
         const tmp = await mkdtemp(join(suite.work, 'tmp-'));
         let pid: number | undefined;
         let sent = false;
@@ -173,15 +146,15 @@ for (const name of testServerNames()) {
         assert.match(r.stdout, /big-plate\s+interrupted/, r.stdout);
         assert.match(r.stdout, /1 plate\(s\): 1 interrupted/);
         assert.deepEqual(await readdir(tmp), [], 'tmpdir is empty');
-        const coldKeys = await allKeys(suite.client, cold);
+        const coldKeys = await keysUnder(suite.client, cold, '');
         assert.deepEqual(
-          coldKeys.filter((k) => k.includes(tag(BIG))),
+          coldKeys.filter((k) => k.includes(tag(BIG_PLATE))),
           [],
           'nothing of the plate in the cold bucket',
         );
-        const liveKeys = await allKeys(suite.client, live);
+        const liveKeys = await keysUnder(suite.client, live, '');
         assert.deepEqual(
-          liveKeys.filter((k) => k.includes('/backup/') && k.includes(tag(BIG))),
+          liveKeys.filter((k) => k.includes('/backup/') && k.includes(tag(BIG_PLATE))),
           [],
           'no listing or delete script in the live bucket',
         );
