@@ -238,7 +238,9 @@ export async function archivePlate(
         }),
     );
     if (sortedTar !== s3Listing) {
-      throw new PlateError('the tarballs do not hold exactly the listed files (internal check)');
+      throw new PlateError(
+        'the tarballs do not hold exactly the listed files (internal check; a bug: please report it with the plate log)',
+      );
     }
     const raw = listed.flatMap((l) => l.objects.map(rawListingLine)).join('');
     const put = (bucket: string, key: string, text: string) =>
@@ -415,16 +417,19 @@ async function uploadAndCheck(store: S3Store, L: PlateLayout, tb: BuiltTarball, 
     await rm(tb.path, { force: true });
   }
   const head = await store.head(L.coldBucket, key);
-  if (!head) throw new PlateError(`s3://${L.coldBucket}/${key} is missing right after its upload`);
+  if (!head)
+    throw new PlateError(
+      `s3://${L.coldBucket}/${key} is missing right after its upload; re-run archive`,
+    );
   // S3 answers md5-of-part-md5s-N; some S3-compatible stores answer the whole object's md5.
   if (head.etag !== tb.hash.etag && head.etag !== tb.hash.md5) {
     throw new PlateError(
-      `s3://${L.coldBucket}/${key}: ETag ${head.etag} after upload, expected ${tb.hash.etag} (md5 ${tb.hash.md5})`,
+      `s3://${L.coldBucket}/${key}: ETag ${head.etag} after upload, expected ${tb.hash.etag} (md5 ${tb.hash.md5}); the plate's outputs were removed, re-run archive`,
     );
   }
   if (head.size !== tb.hash.size) {
     throw new PlateError(
-      `s3://${L.coldBucket}/${key}: ${head.size} bytes after upload, wrote ${tb.hash.size}`,
+      `s3://${L.coldBucket}/${key}: ${head.size} bytes after upload, wrote ${tb.hash.size}; the plate's outputs were removed, re-run archive`,
     );
   }
   log.info({ key, etag: head.etag }, 'tarball uploaded');

@@ -77,7 +77,9 @@ export async function collectDeletes(
       const record = await currentRecord(s, L);
       const script = await s.getText(L.bucket, L.deleteScriptKey);
       if (script === undefined)
-        throw new PlateError(`missing s3://${L.bucket}/${L.deleteScriptKey}`);
+        throw new PlateError(
+          `missing s3://${L.bucket}/${L.deleteScriptKey}; run imgbackup archive for this plate`,
+        );
       scripts.set(plate.plateId, script.endsWith('\n') || script === '' ? script : `${script}\n`);
       plans.set(
         plate.plateId,
@@ -245,7 +247,10 @@ async function planPlate(store: S3Store, opts: DeleteOptions, plate: PlateRow): 
   }
   if (opts.plan) {
     wanted = opts.plan.filter((l) => l.plate === plate.plateId);
-    if (wanted.length === 0) throw new PlateError('the plan has no keys for this plate');
+    if (wanted.length === 0)
+      throw new PlateError(
+        'the plan has no keys for this plate; use the plan collect-deletes wrote for this CSV',
+      );
   } else if (record) {
     wanted = record.objects;
   } else {
@@ -260,7 +265,7 @@ async function planPlate(store: S3Store, opts: DeleteOptions, plate: PlateRow): 
   );
   if (outside.length > 0) {
     throw new PlateError(
-      `refusing keys outside the plate's four sources: ${nameSome(outside.map((o) => o.key))}`,
+      `refusing keys outside the plate's four sources: ${nameSome(outside.map((o) => o.key))}; the plan or record was altered: make a fresh one with collect-deletes`,
     );
   }
   if (opts.plan && record && !opts.forceUnverified) {
@@ -268,7 +273,7 @@ async function planPlate(store: S3Store, opts: DeleteOptions, plate: PlateRow): 
     const unverified = wanted.filter((w) => !verified.has(`${w.key}\t${w.size}\t${w.etag}`));
     if (unverified.length > 0) {
       throw new PlateError(
-        `plan keys not in the verified archive: ${nameSome(unverified.map((u) => u.key))}`,
+        `plan keys not in the verified archive: ${nameSome(unverified.map((u) => u.key))}; make a fresh plan with collect-deletes`,
       );
     }
   }

@@ -42,7 +42,9 @@ export async function listSources(store: S3Store, layout: PlateLayout): Promise<
     }
   }
   if (unsafe.length > 0) {
-    throw new PlateError(`source keys that cannot be archived safely: ${nameSome(unsafe)}`);
+    throw new PlateError(
+      `source keys that cannot be archived safely: ${nameSome(unsafe)}; rename those objects, then re-run`,
+    );
   }
   return listed;
 }

@@ -62,7 +62,9 @@ export async function verifyPlate(
     ]);
     if (!s3h || !tarh) {
       const missing = [!s3h && L.s3ListingKey, !tarh && L.tarListingKey].filter(Boolean);
-      throw new VerificationError(`not archived: missing ${missing.join(' and ')}`);
+      throw new VerificationError(
+        `not archived: missing ${missing.join(' and ')}; run imgbackup archive`,
+      );
     }
     const [s3Text, tarText] = await Promise.all([
       store.getText(L.bucket, L.s3ListingKey),

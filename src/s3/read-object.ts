@@ -46,7 +46,9 @@ export async function* objectChunks(
         const chunk = Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
         pos += chunk.length;
         if (pos > obj.size) {
-          throw new PlateError(`${obj.key}: more bytes than the listed ${obj.size}; it changed`);
+          throw new PlateError(
+            `${obj.key}: more bytes than the listed ${obj.size}; it changed: re-run once the source is stable`,
+          );
         }
         md5?.update(chunk);
         yield chunk;
@@ -58,12 +60,17 @@ export async function* objectChunks(
       if (code === 'InvalidObjectState') throw new ArchivedObjectError(obj.key);
       if (httpStatus(err) === 412 || code === 'PreconditionFailed') {
         throw new PlateError(
-          `${obj.key} changed since it was listed (ETag is no longer ${obj.etag})`,
+          `${obj.key} changed since it was listed (ETag is no longer ${obj.etag}); re-run once the source is stable`,
         );
       }
-      if (isNotFound(err)) throw new PlateError(`${obj.key} was deleted since it was listed`);
+      if (isNotFound(err))
+        throw new PlateError(
+          `${obj.key} was deleted since it was listed; re-run once the source is stable`,
+        );
       if (resumes >= MAX_BODY_RESUMES) {
-        throw new PlateError(`${obj.key}: read failed ${resumes + 1} times: ${code}`);
+        throw new PlateError(
+          `${obj.key}: read failed ${resumes + 1} times (${code}); re-run later, the plate is redone from the start`,
+        );
       }
       resumes += 1;
       await sleep(RESUME_BACKOFF_MS * 2 ** resumes * Math.random(), undefined, {
@@ -72,10 +79,14 @@ export async function* objectChunks(
     }
   }
   if (pos !== obj.size) {
-    throw new PlateError(`${obj.key}: got ${pos} bytes, the listing says ${obj.size}`);
+    throw new PlateError(
+      `${obj.key}: got ${pos} bytes, the listing says ${obj.size}; re-run once the source is stable`,
+    );
   }
   if (md5 && md5.digest('hex') !== obj.etag) {
-    throw new PlateError(`${obj.key}: bytes read do not match its ETag ${obj.etag}`);
+    throw new PlateError(
+      `${obj.key}: bytes read do not match its ETag ${obj.etag} (changed or corrupted); re-run, and check the object if it repeats`,
+    );
   }
 }
 
