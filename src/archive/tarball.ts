@@ -48,6 +48,10 @@ export interface WrittenEntry {
   type: 'file' | 'directory';
 }
 
+function isChunkList(body: readonly Buffer[] | AsyncIterable<Buffer>): body is readonly Buffer[] {
+  return Array.isArray(body);
+}
+
 /** Hashes bytes on their way to disk: the md5 and ETag are of exactly the bytes written. */
 class HashTap extends Transform {
   constructor(readonly hasher: EtagHasher) {
@@ -105,21 +109,29 @@ export class TarballWriter {
 
   async addDirectory(name: string, mtime: Date): Promise<void> {
     const dirName = name.endsWith('/') ? name : `${name}/`;
-    await this.entry({ name: dirName, type: 'directory', mtime, mode: 0o755 }, Buffer.alloc(0));
+    await this.entry({ name: dirName, type: 'directory', mtime, mode: 0o755 }, []);
     this.entries.push({ name: dirName, size: 0, type: 'directory' });
   }
 
-  async addFile(name: string, size: number, mtime: Date, body: Buffer | AsyncIterable<Buffer>) {
-    if (Buffer.isBuffer(body) && body.length !== size) {
-      throw new Error(`${name}: ${body.length} bytes, expected ${size}`);
+  /** `body`: the bytes, whole (one Buffer or the chunks they were read in) or as a stream. */
+  async addFile(
+    name: string,
+    size: number,
+    mtime: Date,
+    body: Buffer | readonly Buffer[] | AsyncIterable<Buffer>,
+  ) {
+    const chunks = Buffer.isBuffer(body) ? [body] : body;
+    if (isChunkList(chunks)) {
+      const got = chunks.reduce((n, c) => n + c.length, 0);
+      if (got !== size) throw new Error(`${name}: ${got} bytes, expected ${size}`);
     }
-    const written = await this.entry({ name, type: 'file', size, mtime, mode: 0o644 }, body);
+    const written = await this.entry({ name, type: 'file', size, mtime, mode: 0o644 }, chunks);
     this.entries.push({ name, size: written, type: 'file' });
   }
 
   private async entry(
     header: Partial<tar.Header> & { name: string },
-    body: Buffer | AsyncIterable<Buffer>,
+    body: readonly Buffer[] | AsyncIterable<Buffer>,
   ): Promise<number> {
     this.throwIfFailed();
     let written = 0;
@@ -131,9 +143,12 @@ export class TarballWriter {
       // A body that fails or has the wrong size errors the entry; unhandled, that would end
       // the process instead of failing the plate.
       sink.on('error', reject);
-      if (Buffer.isBuffer(body)) {
-        written = body.length;
-        if (body.length > 0) sink.write(body);
+      if (isChunkList(body)) {
+        // Already in memory: tar-stream holds the chunks until gzip takes them, no extra copy.
+        for (const c of body) {
+          written += c.length;
+          if (c.length > 0) sink.write(c);
+        }
         sink.end(undefined);
         return;
       }

@@ -334,11 +334,11 @@ async function buildTarball(
       }
       if (nextBody.done || nextBody.value.item !== e) throw new Error('read-ahead out of order');
       const body = nextBody.value.body;
-      const counted = Buffer.isBuffer(body)
+      const counted = Array.isArray(body)
         ? body
         : countBytes(body, (n) => opts.progress?.(plateId, n));
       await writer.addFile(e.name, e.obj.size, e.obj.lastModified, counted);
-      if (Buffer.isBuffer(body)) opts.progress?.(plateId, body.length);
+      if (Array.isArray(body)) opts.progress?.(plateId, e.obj.size);
       nextBody = await it.next();
     }
     const hash = await writer.finish();

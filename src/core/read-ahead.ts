@@ -7,7 +7,8 @@ export interface ReadAheadOptions {
   bufferLimit: number;
 }
 
-export type Body = Buffer | AsyncIterable<Buffer>;
+/** A whole object as the chunks it was read in, or a stream of one. */
+export type Body = Buffer[] | AsyncIterable<Buffer>;
 
 /**
  * Yields items in order with their bodies, keeping up to `maxCount` GETs in flight ahead of the
@@ -16,11 +17,11 @@ export type Body = Buffer | AsyncIterable<Buffer>;
  */
 export async function* readAhead<T extends { size: number }>(
   items: readonly T[],
-  fetchWhole: (item: T) => Promise<Buffer>,
+  fetchWhole: (item: T) => Promise<Buffer[]>,
   stream: (item: T) => AsyncIterable<Buffer>,
   opts: ReadAheadOptions,
 ): AsyncGenerator<{ item: T; body: Body }> {
-  const window: { item: T; whole?: Promise<Buffer> }[] = [];
+  const window: { item: T; whole?: Promise<Buffer[]> }[] = [];
   let next = 0;
   let buffered = 0;
   const fill = () => {

@@ -90,8 +90,16 @@ export async function* objectChunks(
   }
 }
 
-export async function readObject(store: S3Store, bucket: string, obj: ObjectInfo): Promise<Buffer> {
+/**
+ * Reads one object whole, checked as objectChunks checks it, and keeps the chunks as they came:
+ * joining them would copy every source byte once more only for the gzip stage to cut it again.
+ */
+export async function readObject(
+  store: S3Store,
+  bucket: string,
+  obj: ObjectInfo,
+): Promise<Buffer[]> {
   const chunks: Buffer[] = [];
   for await (const c of objectChunks(store, bucket, obj)) chunks.push(c);
-  return chunks.length === 1 && chunks[0] ? chunks[0] : Buffer.concat(chunks, obj.size);
+  return chunks;
 }
