@@ -15,6 +15,29 @@ import {
 import { setMaxListeners } from 'node:events';
 import { unquoteEtag } from '../integrity/etag.js';
 
+/** SigV4's header for the payload's SHA-256, or this value to leave the payload out. */
+const PAYLOAD_HASH_HEADER = 'x-amz-content-sha256';
+const UNSIGNED_PAYLOAD = 'UNSIGNED-PAYLOAD';
+
+/**
+ * Spares a SHA-256 pass over every uploaded byte (the SDK's signer hashes Buffer bodies): the
+ * request carries a Content-MD5, which S3 checks against the bytes it receives and which the
+ * signature covers, so the body is still bound to what we hashed.
+ */
+function unsignedPayload<C extends PutObjectCommand | UploadPartCommand>(cmd: C): C {
+  // Both commands' stacks take the same build-step middleware; one type serves for both.
+  const stack = cmd.middlewareStack as PutObjectCommand['middlewareStack'];
+  stack.add(
+    (next) => (args) => {
+      const req = args.request as { headers?: Record<string, string> };
+      if (req.headers) req.headers[PAYLOAD_HASH_HEADER] = UNSIGNED_PAYLOAD;
+      return next(args);
+    },
+    { step: 'build', name: 'imgbackupUnsignedPayload' },
+  );
+  return cmd;
+}
+
 export interface ObjectInfo {
   key: string;
   size: number;
@@ -205,17 +228,16 @@ export class S3Store {
     body: Buffer | string,
     opts: { contentMd5?: Buffer; ifNoneMatch?: boolean; contentType?: string } = {},
   ): Promise<void> {
-    await this.client.send(
-      new PutObjectCommand({
-        Bucket: bucket,
-        Key: key,
-        Body: body,
-        ...(opts.contentMd5 ? { ContentMD5: opts.contentMd5.toString('base64') } : {}),
-        ...(opts.ifNoneMatch ? { IfNoneMatch: '*' } : {}),
-        ...(opts.contentType ? { ContentType: opts.contentType } : {}),
-      }),
-      this.opts(),
-    );
+    const cmd = new PutObjectCommand({
+      Bucket: bucket,
+      Key: key,
+      Body: body,
+      ...(opts.contentMd5 ? { ContentMD5: opts.contentMd5.toString('base64') } : {}),
+      ...(opts.ifNoneMatch ? { IfNoneMatch: '*' } : {}),
+      ...(opts.contentType ? { ContentType: opts.contentType } : {}),
+    });
+    if (opts.contentMd5) unsignedPayload(cmd);
+    await this.client.send(cmd, this.opts());
   }
 
   async createMultipart(bucket: string, key: string): Promise<string> {
@@ -235,17 +257,15 @@ export class S3Store {
     body: Buffer,
     md5: Buffer,
   ): Promise<string> {
-    const r = await this.client.send(
-      new UploadPartCommand({
-        Bucket: bucket,
-        Key: key,
-        UploadId: uploadId,
-        PartNumber: partNumber,
-        Body: body,
-        ContentMD5: md5.toString('base64'),
-      }),
-      this.opts(),
-    );
+    const cmd = new UploadPartCommand({
+      Bucket: bucket,
+      Key: key,
+      UploadId: uploadId,
+      PartNumber: partNumber,
+      Body: body,
+      ContentMD5: md5.toString('base64'),
+    });
+    const r = await this.client.send(unsignedPayload(cmd), this.opts());
     if (!r.ETag) throw new Error(`s3://${bucket}/${key}: part ${partNumber} has no ETag`);
     return r.ETag;
   }
