@@ -738,6 +738,9 @@ async function main(): Promise<void> {
     const ctx: RunContext = { endpoint, platesCsv, tmpdir: tmp, logDir, maxProcs: opts.maxProcs };
     const args = v.args(ctx);
     log(`running ${v.name}${opts.repeat > 1 ? ` (round ${round}/${opts.repeat})` : ''} ...`);
+    // Dirty pages of the previous step (the generated data, the last variant's objects) are
+    // flushed now, not during this variant's run: every variant starts from the same state.
+    spawnSync('sync');
     const m = await measure(v.cmd, args, env, tmp, logDir);
     const cold = await listAll(s3, v.cold);
     const tars = cold.filter((o) => /\.tar(\.gz)?$/.test(o.Key ?? ''));
