@@ -1,7 +1,6 @@
-import { createWriteStream } from 'node:fs';
 import { once } from 'node:events';
-import { rm } from 'node:fs/promises';
-import { Transform, type TransformCallback } from 'node:stream';
+import { open, rm, type FileHandle } from 'node:fs/promises';
+import { Transform, Writable, type TransformCallback } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
 import { PlateError } from '../errors.js';
@@ -40,6 +39,11 @@ export interface TarballOptions {
   /** gzip level 1–9, or undefined for a plain .tar. */
   level?: number;
   signal?: AbortSignal;
+  /**
+   * Called each time more of the file is on disk, with its size so far and the md5 of every
+   * part complete so far (those bytes were hashed before they were written).
+   */
+  onWritten?: (bytes: number, partMd5s: readonly Buffer[]) => void;
 }
 
 export interface WrittenEntry {
@@ -63,6 +67,57 @@ class HashTap extends Transform {
   }
 }
 
+/** Writes to a new file ('wx': never over one it did not create), reporting bytes on disk. */
+class FileSink extends Writable {
+  private fh: FileHandle | undefined;
+  private bytes = 0;
+  created = false;
+
+  constructor(
+    private readonly path: string,
+    private readonly onWritten: (bytes: number) => void,
+  ) {
+    super();
+  }
+
+  override _construct(done: (err?: Error | null) => void): void {
+    open(this.path, 'wx').then((fh) => {
+      this.fh = fh;
+      this.created = true;
+      done();
+    }, done);
+  }
+
+  override _write(chunk: Buffer, _e: BufferEncoding, done: (err?: Error | null) => void): void {
+    this.writeAll(chunk).then(() => done(), done);
+  }
+
+  private async writeAll(chunk: Buffer): Promise<void> {
+    let offset = 0;
+    while (offset < chunk.length) {
+      const { bytesWritten } = await this.fh!.write(
+        chunk,
+        offset,
+        chunk.length - offset,
+        this.bytes,
+      );
+      offset += bytesWritten;
+      this.bytes += bytesWritten;
+    }
+    this.onWritten(this.bytes);
+  }
+
+  override _destroy(err: Error | null, done: (err?: Error | null) => void): void {
+    const fh = this.fh;
+    this.fh = undefined;
+    if (!fh) return done(err);
+    fh.close().then(
+      () => done(err),
+      (closeErr: unknown) => done(err ?? (closeErr as Error)),
+    );
+  }
+}
+
 /**
  * Writes one tarball to a local file, entry by entry (tar-stream → gzip blocks → md5/ETag → disk).
  * Entry sizes come from the listing; tar-stream refuses a body of another size.
@@ -72,7 +127,7 @@ export class TarballWriter {
   private readonly hasher: EtagHasher;
   private readonly done: Promise<void>;
   private failure: unknown;
-  private created = false;
+  private file: FileSink | undefined;
   private rejectEntry: ((err: unknown) => void) | undefined;
   private readonly out: NodeJS.WritableStream & { closed?: boolean };
   readonly entries: WrittenEntry[] = [];
@@ -80,15 +135,15 @@ export class TarballWriter {
   constructor(readonly opts: TarballOptions) {
     this.hasher = new EtagHasher(opts.partSize);
     // 'wx': never write over a file this writer did not create (another run, a killed run).
-    let out: NodeJS.WritableStream;
     if (opts.sink) {
-      out = opts.sink;
+      this.out = opts.sink;
     } else {
-      const file = createWriteStream(opts.path, { flags: 'wx' });
-      file.on('open', () => (this.created = true));
-      out = file;
+      this.file = new FileSink(opts.path, (bytes) =>
+        opts.onWritten?.(bytes, this.hasher.completedParts),
+      );
+      this.out = this.file;
     }
-    this.out = out;
+    const out = this.out;
     const stages: NodeJS.ReadWriteStream[] = [];
     if (opts.level !== undefined) stages.push(new GzipBlocks(opts.level));
     // Every failure of the pipeline passes here once, so a user sees what it means for them.
@@ -203,6 +258,6 @@ export class TarballWriter {
     await this.done.catch(() => {});
     // A stream destroyed before its open finished still opens (creating the file), then closes.
     if (!this.out.closed) await once(this.out, 'close').catch(() => {});
-    if (this.created) await rm(this.opts.path, { force: true });
+    if (this.file?.created) await rm(this.opts.path, { force: true });
   }
 }

@@ -25,7 +25,7 @@ import { plateLogger, type Logger } from '../log/log.js';
 import type { PlateRow } from '../plates/plates-csv.js';
 import { ArchivedObjectError, objectChunks, readObject } from '../s3/read-object.js';
 import { CLEANUP_TIMEOUT_MS, type ObjectInfo, type S3Store } from '../s3/store.js';
-import { MultipartSink, uploadFile } from '../s3/upload.js';
+import { FileUpload, MultipartSink } from '../s3/upload.js';
 import { readAhead, type ReadAheadOptions } from './read-ahead.js';
 import {
   isFolderMarker,
@@ -112,10 +112,9 @@ interface BuiltTarball {
   layout: TarballLayout;
   path: string;
   hash: EtagResult;
-  partSize: number;
   tarListing: string;
-  /** Streamed to S3 while written (--stream): there is no local file to upload. */
-  uploaded: boolean;
+  /** The upload of the local file, started while it was written; none with --stream. */
+  upload: FileUpload | undefined;
 }
 
 export async function archivePlate(
@@ -311,12 +310,16 @@ async function buildTarball(
   );
   const path = join(opts.tmpdir, t.fileName);
   const sink = opts.stream ? new MultipartSink(store, L.coldBucket, t.key, partSize) : undefined;
+  const upload = sink
+    ? undefined
+    : new FileUpload(store, { bucket: L.coldBucket, key: t.key, path, partSize });
   const writer = new TarballWriter({
     path,
     partSize,
     ...(L.compressed ? { level: opts.level } : {}),
     signal: store.signal,
     ...(sink ? { sink } : {}),
+    ...(upload ? { onWritten: (bytes, md5s) => upload.written(bytes, md5s) } : {}),
   });
   try {
     const bodies = readAhead(
@@ -339,6 +342,7 @@ async function buildTarball(
         : countBytes(body, (n) => opts.progress?.(plateId, n));
       await writer.addFile(e.name, e.obj.size, e.obj.lastModified, counted);
       if (Array.isArray(body)) opts.progress?.(plateId, e.obj.size);
+      upload?.throwIfFailed(); // a failed part fails the plate now, not at the end of the tarball
       nextBody = await it.next();
     }
     const hash = await writer.finish();
@@ -347,8 +351,9 @@ async function buildTarball(
       .filter((w) => w.type === 'file')
       .map((w) => `${w.name.slice(L.tag.length + 1)}\t${w.size}\n`)
       .join('');
-    return { layout: t, path, hash, partSize, tarListing, uploaded: sink !== undefined };
+    return { layout: t, path, hash, tarListing, upload };
   } catch (err) {
+    await upload?.abort();
     await writer.discard();
     throw err;
   }
@@ -405,15 +410,8 @@ async function removeOutputs(
 
 async function uploadAndCheck(store: S3Store, L: PlateLayout, tb: BuiltTarball, log: Logger) {
   const { key } = tb.layout;
-  if (!tb.uploaded) {
-    await uploadFile(store, {
-      bucket: L.coldBucket,
-      key,
-      path: tb.path,
-      size: tb.hash.size,
-      partSize: tb.partSize,
-      partMd5s: tb.hash.partMd5s,
-    });
+  if (tb.upload) {
+    await tb.upload.finish(tb.hash);
     await rm(tb.path, { force: true });
   }
   const head = await store.head(L.coldBucket, key);

@@ -58,6 +58,11 @@ export class EtagHasher {
     }
   }
 
+  /** md5 of each part completed so far (all of them only after `digest`). */
+  get completedParts(): readonly Buffer[] {
+    return this.partMd5s;
+  }
+
   digest(): EtagResult {
     if (this.partFill > 0 || this.partMd5s.length === 0) this.partMd5s.push(this.part.digest());
     const md5 = this.whole.digest('hex');

@@ -1,100 +1,212 @@
 import { createHash } from 'node:crypto';
-import { open } from 'node:fs/promises';
+import { open, type FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
+import type { EtagResult } from '../integrity/etag.js';
 import { CLEANUP_TIMEOUT_MS, httpStatus, s3ErrorCode, type S3Store } from './store.js';
 
 /** Parts uploaded at once per tarball: enough to hide latency; memory is this × part size. */
 export const UPLOAD_QUEUE_SIZE = 4;
 
-export interface UploadFileInput {
+/**
+ * One multipart upload whose parts are added as they become available. At most `queueSize`
+ * parts are in flight (`add` waits for a free slot), each with its Content-MD5 so S3 refuses
+ * bytes that differ from those hashed. The first failure stops the other parts' requests at once
+ * and is what every later call throws. `abort` aborts the upload unless it was completed
+ * (orphaned parts are billed until aborted). lib-storage's Upload does neither per-part MD5 nor
+ * abort signals for requests already in flight, hence this small uploader.
+ */
+class PartUploader {
+  private uploadId: Promise<string> | undefined;
+  private readonly etags: string[] = [];
+  private readonly inFlight = new Set<Promise<void>>();
+  private readonly stop = new AbortController();
+  private readonly parts: S3Store;
+  private failure: unknown;
+
+  constructor(
+    private readonly store: S3Store,
+    private readonly bucket: string,
+    private readonly key: string,
+    private readonly queueSize: number,
+  ) {
+    this.parts = store.withSignal(AbortSignal.any([store.signal, this.stop.signal]));
+  }
+
+  /** Starts part `n` (1-based) once fewer than `queueSize` parts are in flight. */
+  async add(n: number, body: () => Promise<Buffer>, md5: Buffer): Promise<void> {
+    while (this.inFlight.size >= this.queueSize && !this.failure) {
+      await Promise.race(this.inFlight);
+    }
+    this.throwIfFailed();
+    this.uploadId ??= this.parts.createMultipart(this.bucket, this.key);
+    const p: Promise<void> = this.uploadId
+      .then(async (id) => {
+        this.etags[n - 1] = await this.parts.uploadPart(
+          this.bucket,
+          this.key,
+          id,
+          n,
+          await body(),
+          md5,
+        );
+      })
+      .catch((err: unknown) => {
+        this.failure ??= err;
+        this.stop.abort(err);
+      })
+      .finally(() => this.inFlight.delete(p));
+    this.inFlight.add(p);
+  }
+
+  throwIfFailed(): void {
+    if (this.failure) throw this.failure;
+  }
+
+  /** Waits for the parts in flight, then completes the upload with `If-None-Match: *`. */
+  async complete(): Promise<void> {
+    await Promise.all(this.inFlight);
+    this.throwIfFailed();
+    if (!this.uploadId) throw new Error(`s3://${this.bucket}/${this.key}: no part was uploaded`);
+    const id = await this.uploadId;
+    try {
+      await this.store.completeMultipart(
+        this.bucket,
+        this.key,
+        id,
+        this.etags.map((ETag, i) => ({ PartNumber: i + 1, ETag })),
+        { ifNoneMatch: true },
+      );
+    } catch (err) {
+      // A retried Complete whose first attempt succeeded (response lost) answers 412 or
+      // NoSuchUpload; the caller's HEAD + ETag check then tells our object from another.
+      if (httpStatus(err) !== 412 && s3ErrorCode(err) !== 'NoSuchUpload') throw err;
+    }
+    this.uploadId = undefined; // completed: nothing to abort
+  }
+
+  /** Stops the parts in flight and aborts the upload, unless it was completed. */
+  async abort(): Promise<void> {
+    this.failure ??= new Error(`s3://${this.bucket}/${this.key}: upload aborted`); // no more parts
+    this.stop.abort();
+    await Promise.allSettled(this.inFlight);
+    const pending = this.uploadId;
+    this.uploadId = undefined;
+    const id = await pending?.catch(() => undefined);
+    if (id === undefined) return;
+    await this.store
+      .withSignal(AbortSignal.timeout(CLEANUP_TIMEOUT_MS))
+      .abortMultipart(this.bucket, this.key, id)
+      .catch(() => {
+        // Some stores (s3rver) do not implement abort; a later run's resume sweeps leftovers.
+      });
+  }
+}
+
+export interface FileUploadInput {
   bucket: string;
   key: string;
+  /** The local file, being written by someone else; only bytes reported by `written` are read. */
   path: string;
-  size: number;
   partSize: number;
-  /** md5 of each part, computed while the file was written; S3 checks each part against it. */
-  partMd5s: Buffer[];
   queueSize?: number;
 }
 
 /**
- * Uploads a local file as one object with `If-None-Match: *`, never overwriting. Parts are read
- * from the file by N workers pulling part numbers from one iterator, so memory is bounded by
- * queueSize × partSize. Each part carries its Content-MD5, so S3 refuses bytes that differ from
- * those hashed while writing. On any failure the multipart upload is aborted (orphaned parts are
- * billed until aborted). lib-storage's Upload does neither per-part MD5 nor abort signals for
- * requests already in flight, hence this small uploader.
+ * Uploads a local file while it is being written, as one object with `If-None-Match: *`: each
+ * part goes up as soon as it is on disk and more bytes follow it, so the upload overlaps the
+ * writing instead of starting after it. Parts are read back from the file and carry the md5
+ * computed while the bytes were written, so S3 refuses a part whose bytes changed on the way.
+ * A file of at most one part is sent as a single PUT when it is finished. Memory: queueSize ×
+ * partSize.
  */
-export async function uploadFile(store: S3Store, input: UploadFileInput): Promise<void> {
-  const { bucket, key, path, size, partSize, partMd5s } = input;
-  const partCount = partMd5s.length;
-  if (partCount !== Math.max(1, Math.ceil(size / partSize))) {
-    throw new Error(`${path}: ${partCount} part md5s for ${size} bytes at ${partSize} a part`);
+export class FileUpload {
+  private readonly parts: PartUploader;
+  private fh: Promise<FileHandle> | undefined;
+  private queued = 0;
+  private pump: Promise<void> = Promise.resolve();
+
+  constructor(
+    private readonly store: S3Store,
+    private readonly input: FileUploadInput,
+  ) {
+    this.parts = new PartUploader(
+      store,
+      input.bucket,
+      input.key,
+      input.queueSize ?? UPLOAD_QUEUE_SIZE,
+    );
   }
-  const fh = await open(path, 'r');
-  try {
-    const readPart = async (index: number): Promise<Buffer> => {
-      const start = index * partSize;
-      const length = Math.min(partSize, size - start);
-      const buf = Buffer.allocUnsafe(length);
-      const { bytesRead } = await fh.read(buf, 0, length, start);
-      if (bytesRead !== length) throw new Error(`${path}: short read at ${start}`);
-      return buf;
-    };
-    if (partCount === 1) {
-      await store.put(bucket, key, await readPart(0), {
-        contentMd5: partMd5s[0]!,
-        ifNoneMatch: true,
-      });
-      return;
+
+  /** `bytes` of the file are on disk; `partMd5s` holds the md5 of each complete part so far. */
+  written(bytes: number, partMd5s: readonly Buffer[]): void {
+    const { partSize } = this.input;
+    // Part i goes up once a byte after it exists: a file of exactly one part stays a single PUT.
+    const ready = Math.min(bytes > 0 ? Math.floor((bytes - 1) / partSize) : 0, partMd5s.length);
+    while (this.queued < ready) this.queue(this.queued, partSize, partMd5s[this.queued]!);
+  }
+
+  /** Throws the first part failure, if any, so the writer can stop early. */
+  throwIfFailed(): void {
+    this.parts.throwIfFailed();
+  }
+
+  /** The file is complete, with these sums: uploads what is left and completes the object. */
+  async finish(hash: EtagResult): Promise<void> {
+    const { bucket, key, path, partSize } = this.input;
+    const count = hash.partMd5s.length;
+    if (count !== Math.max(1, Math.ceil(hash.size / partSize))) {
+      throw new Error(`${path}: ${count} part md5s for ${hash.size} bytes at ${partSize} a part`);
     }
-    const uploadId = await store.createMultipart(bucket, key);
-    // The first failed part stops the other workers' requests at once.
-    const stop = new AbortController();
-    const parts = store.withSignal(AbortSignal.any([store.signal, stop.signal]));
     try {
-      const etags: string[] = new Array<string>(partCount);
-      const indexes = Array.from({ length: partCount }, (_, i) => i)[Symbol.iterator]();
-      const worker = async () => {
-        try {
-          for (const i of indexes) {
-            const body = await readPart(i);
-            etags[i] = await parts.uploadPart(bucket, key, uploadId, i + 1, body, partMd5s[i]!);
-          }
-        } catch (err) {
-          stop.abort(err);
-          throw err;
-        }
-      };
-      const workers = Array.from(
-        { length: Math.min(input.queueSize ?? UPLOAD_QUEUE_SIZE, partCount) },
-        worker,
-      );
-      const settled = await Promise.allSettled(workers);
-      const failed = settled.find((s): s is PromiseRejectedResult => s.status === 'rejected');
-      if (failed) throw stop.signal.reason ?? failed.reason;
-      try {
-        await store.completeMultipart(
-          bucket,
-          key,
-          uploadId,
-          etags.map((ETag, i) => ({ PartNumber: i + 1, ETag })),
-          { ifNoneMatch: true },
-        );
-      } catch (err) {
-        // A retried Complete whose first attempt succeeded (response lost) answers 412 or
-        // NoSuchUpload; the caller's HEAD + ETag check then tells our object from another.
-        if (httpStatus(err) !== 412 && s3ErrorCode(err) !== 'NoSuchUpload') throw err;
+      if (count === 1) {
+        const body = await this.read(0, hash.size);
+        await this.store.put(bucket, key, body, {
+          contentMd5: hash.partMd5s[0]!,
+          ifNoneMatch: true,
+        });
+        return;
       }
+      this.written(hash.size, hash.partMd5s);
+      const last = count - 1;
+      this.queue(last, hash.size - last * partSize, hash.partMd5s[last]!);
+      await this.pump;
+      await this.parts.complete();
     } catch (err) {
-      const cleanup = store.withSignal(AbortSignal.timeout(CLEANUP_TIMEOUT_MS));
-      await cleanup.abortMultipart(bucket, key, uploadId).catch(() => {
-        // Some stores (s3rver) do not implement abort; a later run's resume sweeps leftovers.
-      });
+      await this.parts.abort();
       throw err;
+    } finally {
+      await this.close();
     }
-  } finally {
-    await fh.close();
+  }
+
+  /** Stops uploading and aborts the multipart upload (the file is the writer's to remove). */
+  async abort(): Promise<void> {
+    await this.parts.abort();
+    await this.pump.catch(() => {});
+    await this.close();
+  }
+
+  private queue(index: number, length: number, md5: Buffer): void {
+    this.queued = index + 1;
+    this.pump = this.pump.then(() =>
+      this.parts.add(index + 1, () => this.read(index, length), md5),
+    );
+    this.pump.catch(() => {}); // surfaced by finish (or throwIfFailed)
+  }
+
+  private async read(index: number, length: number): Promise<Buffer> {
+    const start = index * this.input.partSize;
+    this.fh ??= open(this.input.path, 'r');
+    const buf = Buffer.allocUnsafe(length);
+    const { bytesRead } = await (await this.fh).read(buf, 0, length, start);
+    if (bytesRead !== length) throw new Error(`${this.input.path}: short read at ${start}`);
+    return buf;
+  }
+
+  private async close(): Promise<void> {
+    const fh = this.fh;
+    this.fh = undefined;
+    await fh?.then((h) => h.close()).catch(() => {});
   }
 }
 
@@ -110,20 +222,18 @@ export class MultipartSink extends Writable {
   private buf: Buffer;
   private fill = 0;
   private partNumber = 0;
-  private uploadId: Promise<string> | undefined;
-  private readonly etags: string[] = [];
-  private readonly inFlight = new Set<Promise<void>>();
-  private failed: unknown;
+  private readonly parts: PartUploader;
 
   constructor(
     private readonly store: S3Store,
     private readonly bucket: string,
     private readonly key: string,
     private readonly partSize: number,
-    private readonly queueSize = UPLOAD_QUEUE_SIZE,
+    queueSize = UPLOAD_QUEUE_SIZE,
   ) {
     super();
     this.buf = Buffer.allocUnsafe(partSize);
+    this.parts = new PartUploader(store, bucket, key, queueSize);
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
@@ -143,27 +253,11 @@ export class MultipartSink extends Writable {
 
   /** Sends the full buffer as the next part; only called once more bytes are known to follow. */
   private async dispatch(): Promise<void> {
-    if (this.failed) throw this.failed;
-    while (this.inFlight.size >= this.queueSize) await Promise.race(this.inFlight);
-    if (this.failed) throw this.failed;
-    this.uploadId ??= this.store.createMultipart(this.bucket, this.key);
     const body = this.buf.subarray(0, this.fill);
-    const n = ++this.partNumber;
     this.buf = Buffer.allocUnsafe(this.partSize);
     this.fill = 0;
     const md5 = createHash('md5').update(body).digest();
-    const p = this.uploadId
-      .then((id) => this.store.uploadPart(this.bucket, this.key, id, n, body, md5))
-      .then(
-        (etag) => {
-          this.etags[n - 1] = etag;
-        },
-        (err: unknown) => {
-          this.failed ??= err;
-        },
-      )
-      .finally(() => this.inFlight.delete(p));
-    this.inFlight.add(p);
+    await this.parts.add(++this.partNumber, () => Promise.resolve(body), md5);
   }
 
   override _final(done: (err?: Error | null) => void): void {
@@ -171,41 +265,17 @@ export class MultipartSink extends Writable {
   }
 
   private async finish(): Promise<void> {
-    if (!this.uploadId) {
+    if (this.partNumber === 0) {
       const body = this.buf.subarray(0, this.fill);
       const md5 = createHash('md5').update(body).digest();
       await this.store.put(this.bucket, this.key, body, { contentMd5: md5, ifNoneMatch: true });
       return;
     }
     await this.dispatch();
-    await Promise.all(this.inFlight);
-    if (this.failed) throw this.failed;
-    const id = await this.uploadId;
-    try {
-      await this.store.completeMultipart(
-        this.bucket,
-        this.key,
-        id,
-        this.etags.map((ETag, i) => ({ PartNumber: i + 1, ETag })),
-        { ifNoneMatch: true },
-      );
-    } catch (err) {
-      if (httpStatus(err) !== 412 && s3ErrorCode(err) !== 'NoSuchUpload') throw err;
-    }
-    this.uploadId = undefined; // completed: nothing to abort
+    await this.parts.complete();
   }
 
   override _destroy(err: Error | null, done: (err?: Error | null) => void): void {
-    const pending = this.uploadId;
-    if (!pending || !err) return done(err);
-    Promise.allSettled(this.inFlight)
-      .then(() => pending)
-      .then((id) =>
-        this.store
-          .withSignal(AbortSignal.timeout(CLEANUP_TIMEOUT_MS))
-          .abortMultipart(this.bucket, this.key, id),
-      )
-      .catch(() => {})
-      .finally(() => done(err));
+    this.parts.abort().finally(() => done(err));
   }
 }

@@ -6,8 +6,11 @@ import { after, before, describe, test } from 'node:test';
 import { getBytes, keysUnder } from '../helpers/s3.js';
 import { runCli, serverEnv, plateArgs } from '../helpers/cli.js';
 import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
+import { ListMultipartUploadsCommand } from '@aws-sdk/client-s3';
 import {
   BATCH,
+  BIG_PLATE,
+  bigPlateObjects,
   PLATE_A,
   PLATE_B,
   plateObjects,
@@ -160,5 +163,72 @@ for (const name of testServerNames()) {
         await glacier.close();
       }
     });
+
+    for (const mode of ['file', 'stream'] as const) {
+      test(`a tarball part refused every time fails its plate; nothing is left of it (${mode})`, async () => {
+        const live = await suite.server.newBucket('live');
+        const cold = await suite.server.newBucket('cold');
+        await uploadAll(suite.client, live, bigPlateObjects());
+        await uploadAll(suite.client, live, plateObjects(PLATE_B));
+        let refused = 0;
+        const refusing = await startFaultProxy(suite.server.endpoint, {
+          rate: 0,
+          answer: (req) => {
+            const url = decodeURIComponent(req.url ?? '');
+            if (req.method !== 'PUT' || !/[?&]partNumber=/.test(url)) return undefined;
+            if (!url.includes(tag(BIG_PLATE))) return undefined;
+            refused += 1;
+            return {
+              status: 500,
+              code: 'InternalError',
+              message: 'We encountered an internal error',
+            };
+          },
+        });
+        try {
+          const csv = await writePlatesCsv([BIG_PLATE, PLATE_B], suite.work);
+          const tmp = await mkdtemp(join(suite.work, 'tmp-'));
+          const r = await runCli(
+            [
+              'archive',
+              ...plateArgs({ csv, live, cold }),
+              '--tmpdir',
+              tmp,
+              ...(mode === 'stream' ? ['--stream'] : []),
+            ],
+            { ...serverEnv(suite.server), AWS_ENDPOINT_URL: refusing.endpoint },
+          );
+          assert.equal(r.code, 1, r.stdout + r.stderr);
+          assert.ok(refused > 0, 'parts were refused');
+          assert.match(r.stdout, /big-plate\s+failed/);
+          assert.match(r.stdout, /2058\s+archived/);
+          assert.deepEqual(await readdir(tmp), [], 'no tarball or lock left in the tmpdir');
+          assert.deepEqual(
+            await keysUnder(
+              suite.client,
+              cold,
+              `imaging_analysis/${PROJECT}/plates/${tag(BIG_PLATE)}`,
+            ),
+            [],
+          );
+          assert.deepEqual(
+            await keysUnder(
+              suite.client,
+              live,
+              `projects/${PROJECT}/workspace/backup/${tag(BIG_PLATE)}`,
+            ),
+            [],
+            'no partial outputs (nor the in-progress marker) in the backup folder',
+          );
+          // s3rver does not implement ListMultipartUploads; radosgw does, as S3.
+          if (name === 'rgw') {
+            const open = await suite.client.send(new ListMultipartUploadsCommand({ Bucket: cold }));
+            assert.deepEqual(open.Uploads ?? [], [], 'the multipart upload was aborted');
+          }
+        } finally {
+          await refusing.close();
+        }
+      });
+    }
   });
 }
