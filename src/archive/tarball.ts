@@ -6,6 +6,7 @@ import * as tar from 'tar-stream';
 import { PlateError } from '../errors.js';
 import { EtagHasher, type EtagResult } from '../integrity/etag.js';
 import { GzipBlocks } from './gzip-blocks.js';
+import type { GzipEngine } from './gzip-engine.js';
 
 /** tar rounds every entry up to this. */
 const TAR_BLOCK = 512;
@@ -38,6 +39,8 @@ export interface TarballOptions {
   partSize: number;
   /** gzip level 1–9, or undefined for a plain .tar. */
   level?: number;
+  /** What compresses the gzip blocks (default: libdeflate when built, else zlib). */
+  engine?: GzipEngine;
   signal?: AbortSignal;
   /**
    * Called each time more of the file is on disk, with its size so far and the md5 of every
@@ -145,7 +148,7 @@ export class TarballWriter {
     }
     const out = this.out;
     const stages: NodeJS.ReadWriteStream[] = [];
-    if (opts.level !== undefined) stages.push(new GzipBlocks(opts.level));
+    if (opts.level !== undefined) stages.push(new GzipBlocks(opts.level, opts.engine));
     // Every failure of the pipeline passes here once, so a user sees what it means for them.
     this.done = pipeline(
       this.pack,

@@ -1,7 +1,7 @@
 import { rm } from 'node:fs/promises';
 import pLimit from 'p-limit';
 import { join } from 'node:path';
-import { PlateError } from '../errors.js';
+import { errorMessage, PlateError, UsageError } from '../errors.js';
 import { TarballWriter, tarballSizeBound } from '../archive/tarball.js';
 import { partSizeFor, type EtagResult } from '../integrity/etag.js';
 import {
@@ -26,6 +26,14 @@ import type { PlateRow } from '../plates/plates-csv.js';
 import { ArchivedObjectError, objectChunks, readObject } from '../s3/read-object.js';
 import { CLEANUP_TIMEOUT_MS, type ObjectInfo, type S3Store } from '../s3/store.js';
 import { FileUpload, MultipartSink } from '../s3/upload.js';
+import {
+  gzipEngine,
+  libdeflateMissing,
+  type GzipEngine,
+  type GzipEngineName,
+} from '../archive/gzip-engine.js';
+
+export { GZIP_ENGINES, type GzipEngineName } from '../archive/gzip-engine.js';
 import { readAhead, type ReadAheadOptions } from './read-ahead.js';
 import {
   isFolderMarker,
@@ -45,6 +53,8 @@ export interface ArchiveOptions {
   tmpdir: string;
   /** gzip level, 1 (fastest) to 9. */
   level: number;
+  /** What compresses the gzip blocks; by default libdeflate when built, else zlib. */
+  engine?: GzipEngine;
   readAhead: ReadAheadOptions;
   log: Logger;
   /** Called with each chunk of source bytes written into a tarball. */
@@ -57,6 +67,24 @@ export interface ArchiveOptions {
   stream?: boolean;
   /** The tmpdir space plates share; none with --stream. */
   disk?: DiskBudget;
+}
+
+/**
+ * The gzip engine for a run: the one named, or the default (libdeflate when its addon was built,
+ * else zlib, with `fallback` saying why and what to do).
+ */
+export function chooseGzipEngine(name?: GzipEngineName): { engine: GzipEngine; fallback?: string } {
+  let engine: GzipEngine;
+  try {
+    engine = gzipEngine(name);
+  } catch (err) {
+    throw new UsageError(errorMessage(err));
+  }
+  if (name !== undefined || engine.name !== 'zlib') return { engine };
+  return {
+    engine,
+    fallback: `compressing with zlib, ~1.7x slower than libdeflate, whose addon is not built (${libdeflateMissing}); apt-get install libdeflate-dev, then npm rebuild`,
+  };
 }
 
 /**
@@ -316,7 +344,7 @@ async function buildTarball(
   const writer = new TarballWriter({
     path,
     partSize,
-    ...(L.compressed ? { level: opts.level } : {}),
+    ...(L.compressed ? { level: opts.level, ...(opts.engine ? { engine: opts.engine } : {}) } : {}),
     signal: store.signal,
     ...(sink ? { sink } : {}),
     ...(upload ? { onWritten: (bytes, md5s) => upload.written(bytes, md5s) } : {}),

@@ -20,7 +20,7 @@ import { testServerNames } from '../helpers/servers.js';
 import { useServer } from '../helpers/suite.js';
 
 for (const name of testServerNames()) {
-  describe(`archive --no-compress against ${name}`, () => {
+  describe(`archive --no-compress, --gzip-engine zlib against ${name}`, () => {
     const suite = useServer(name, 'imgbackup-plain-');
 
     test('plain .tar tarballs that tar xf rebuilds; verify, a re-run and delete find them unasked', async () => {
@@ -75,6 +75,41 @@ for (const name of testServerNames()) {
       assert.equal(d.code, 0, d.stdout + d.stderr);
       for (const pre of sourcePrefixes(PLATE_B))
         assert.deepEqual(await keysUnder(suite.client, live, pre), []);
+    });
+
+    test('--gzip-engine zlib: tar xzf rebuilds the sources; verify --deep passes', async () => {
+      const live = await suite.server.newBucket('live');
+      const cold = await suite.server.newBucket('cold');
+      const truth = plateObjects(PLATE_B);
+      await uploadAll(suite.client, live, truth);
+      const csv = await writePlatesCsv([PLATE_B], suite.work);
+      const flags = plateArgs({ csv, live, cold });
+      const tmp = await mkdtemp(join(suite.work, 'tmp-'));
+      const a = await runCli(
+        ['archive', ...flags, '--tmpdir', tmp, '--gzip-engine', 'zlib'],
+        serverEnv(suite.server),
+      );
+      assert.equal(a.code, 0, a.stdout + a.stderr);
+      const T = `${PROJECT}_${BATCH}_${PLATE_B.plateId}`;
+      const plates = `imaging_analysis/${PROJECT}/plates/`;
+      const dir = await mkdtemp(join(suite.work, 'x-'));
+      for (const t of ['images_illum_analysis', 'backend']) {
+        const data = await getBytes(suite.client, cold, `${plates}${T}_${t}.tar.gz`);
+        assert.equal(
+          (await getBytes(suite.client, cold, `${plates}${T}_${t}.md5`)).toString(),
+          `${md5hex(data)}  ${T}_${t}.tar.gz\n`,
+        );
+        const file = join(suite.work, `${t}.tar.gz`);
+        await writeFile(file, data);
+        execFileSync('tar', ['xzf', file, '--strip-components=1', '-C', dir]);
+      }
+      const expected = [...truth].filter(([k]) => !k.endsWith('/'));
+      const tree = await readTree(dir);
+      assert.equal(tree.size, expected.length);
+      for (const [k, v] of expected) assert.ok(tree.get(k.slice('projects/'.length))?.equals(v), k);
+      const v = await runCli(['verify', '--deep', ...flags], serverEnv(suite.server));
+      assert.equal(v.code, 0, v.stdout + v.stderr);
+      assert.match(v.stdout, /2058\s+verified/);
     });
   });
 }

@@ -1,5 +1,5 @@
 // GzipBlocks: the output is concatenated gzip members, one per block, in input order; zlib and
-// the system's `gzip -dc` both decode it to the input.
+// the system's `gzip -dc` both decode it to the input. Every test runs with each gzip engine.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
@@ -7,7 +7,13 @@ import { Readable } from 'node:stream';
 import { buffer as collect } from 'node:stream/consumers';
 import { describe, test } from 'node:test';
 import { gunzipSync, gzipSync, inflateRawSync } from 'node:zlib';
-import { GZIP_BLOCK_SIZE, GzipBlocks, gzipOptions } from '../../src/archive/gzip-blocks.js';
+import { GZIP_BLOCK_SIZE, GzipBlocks } from '../../src/archive/gzip-blocks.js';
+import {
+  GZIP_ENGINES,
+  gzipEngine,
+  zlibOptions,
+  type GzipEngine,
+} from '../../src/archive/gzip-engine.js';
 
 const MiB = 1024 * 1024;
 
@@ -43,14 +49,9 @@ function chunked(data: Buffer, sizes: () => number): Buffer[] {
   return out;
 }
 
-async function run(
-  chunks: Buffer[],
-  level = 6,
-  blockSize?: number,
-  inFlight?: number,
-): Promise<Buffer> {
-  const gz = new GzipBlocks(level, blockSize, inFlight);
-  return collect(Readable.from(chunks, { objectMode: false }).pipe(gz));
+/** One block compressed on its own: by node's zlib directly, or by the engine under test. */
+async function member(engine: GzipEngine, block: Buffer, level: number): Promise<Buffer> {
+  return engine.name === 'zlib' ? gzipSync(block, zlibOptions(level)) : engine.gzip(block, level);
 }
 
 /**
@@ -84,118 +85,132 @@ function gzipDc(gz: Buffer): Buffer {
   return execFileSync('gzip', ['-dc'], { input: gz, maxBuffer: 256 * MiB });
 }
 
-describe('GzipBlocks', () => {
-  test('1 MiB blocks by default', () => {
-    assert.equal(GZIP_BLOCK_SIZE, 1048576);
-  });
+test('GzipBlocks cuts 1 MiB blocks by default', () => {
+  assert.equal(GZIP_BLOCK_SIZE, 1048576);
+});
 
-  test('1 byte: one member, decoded by zlib and gzip -dc', async () => {
-    const input = Buffer.from('x');
-    const out = await run([input]);
-    assert.deepEqual(out, gzipSync(input, gzipOptions(6)));
-    assert.deepEqual(gunzipSync(out), input);
-    assert.deepEqual(gzipDc(out), input);
-    assert.equal(members(out).length, 1);
-  });
-
-  test('empty chunks in the stream change nothing', async () => {
-    const input = Buffer.from('abcdef');
-    const out = await run(
-      [Buffer.alloc(0), input.subarray(0, 2), Buffer.alloc(0), input.subarray(2)],
-      6,
-      4,
-    );
-    assert.deepEqual(members(out), [Buffer.from('abcd'), Buffer.from('ef')]);
-  });
-
-  test('0 bytes: output is a valid gzip file', async () => {
-    const out = await run([]);
-    assert.deepEqual(gunzipSync(out), Buffer.alloc(0));
-    assert.deepEqual(gzipDc(out), Buffer.alloc(0));
-  });
-
-  for (const [what, len] of [
-    ['exactly one block', GZIP_BLOCK_SIZE],
-    ['one block + 1', GZIP_BLOCK_SIZE + 1],
-    ['several blocks, random chunks', 5 * GZIP_BLOCK_SIZE + 12345],
-  ] as const) {
-    test(`${what} (${len} bytes) with the default block size`, async () => {
-      const input = textLike(len, len);
-      const r = rng(len);
-      const out = await run(
-        chunked(input, () => Math.floor(r() * 300000)),
-        1,
+for (const engineName of GZIP_ENGINES) {
+  describe(`GzipBlocks (${engineName})`, () => {
+    const engine = gzipEngine(engineName);
+    const run = (chunks: Buffer[], level = 6, blockSize?: number, inFlight?: number) =>
+      collect(
+        Readable.from(chunks, { objectMode: false }).pipe(
+          new GzipBlocks(level, engine, blockSize, inFlight),
+        ),
       );
+
+    test('1 byte: one member, decoded by zlib and gzip -dc', async () => {
+      const input = Buffer.from('x');
+      const out = await run([input]);
+      assert.deepEqual(out, await member(engine, input, 6));
       assert.deepEqual(gunzipSync(out), input);
       assert.deepEqual(gzipDc(out), input);
-      const parts = members(out);
-      assert.equal(parts.length, Math.ceil(len / GZIP_BLOCK_SIZE));
-      for (let i = 0; i < parts.length; i++) {
-        assert.deepEqual(
-          parts[i],
-          input.subarray(i * GZIP_BLOCK_SIZE, (i + 1) * GZIP_BLOCK_SIZE),
-          `member ${i}`,
-        );
-      }
+      assert.equal(members(out).length, 1);
     });
-  }
 
-  test('one chunk much larger than a block', async () => {
-    const input = randomBytes(3 * GZIP_BLOCK_SIZE + 5);
-    const out = await run([input], 1);
-    assert.deepEqual(gunzipSync(out), input);
-    assert.equal(members(out).length, 4);
-  });
+    test('empty chunks in the stream change nothing', async () => {
+      const input = Buffer.from('abcdef');
+      const out = await run(
+        [Buffer.alloc(0), input.subarray(0, 2), Buffer.alloc(0), input.subarray(2)],
+        6,
+        4,
+      );
+      assert.deepEqual(members(out), [Buffer.from('abcd'), Buffer.from('ef')]);
+    });
 
-  test('small blocks: ceil(len / blockSize) members, exact bytes, in order', async () => {
-    const r = rng(42);
-    for (const blockSize of [1, 7, 100, 4096]) {
-      const sizes = [1, blockSize - 1, blockSize, blockSize + 1, 10 * blockSize + 3];
-      for (const len of [...sizes, Math.min(20000, 500 * blockSize)]) {
-        if (len <= 0) continue;
-        const input = textLike(len, len * 31 + blockSize);
-        for (const inFlight of [1, 2, 8]) {
-          const chunks = chunked(input, () => 1 + Math.floor(r() * 3 * blockSize));
-          const out = await run(chunks, 6, blockSize, inFlight);
-          const where = `block ${blockSize}, ${len} bytes, inFlight ${inFlight}`;
-          // independent: gzip each block of the input on its own and concatenate
-          const blocks: Buffer[] = [];
-          for (let off = 0; off < len; off += blockSize) {
-            blocks.push(input.subarray(off, off + blockSize));
-          }
-          assert.equal(blocks.length, Math.ceil(len / blockSize));
+    test('0 bytes: output is a valid gzip file', async () => {
+      const out = await run([]);
+      assert.deepEqual(gunzipSync(out), Buffer.alloc(0));
+      assert.deepEqual(gzipDc(out), Buffer.alloc(0));
+    });
+
+    for (const [what, len] of [
+      ['exactly one block', GZIP_BLOCK_SIZE],
+      ['one block + 1', GZIP_BLOCK_SIZE + 1],
+      ['several blocks, random chunks', 5 * GZIP_BLOCK_SIZE + 12345],
+    ] as const) {
+      test(`${what} (${len} bytes) with the default block size`, async () => {
+        const input = textLike(len, len);
+        const r = rng(len);
+        const out = await run(
+          chunked(input, () => Math.floor(r() * 300000)),
+          1,
+        );
+        assert.deepEqual(gunzipSync(out), input);
+        assert.deepEqual(gzipDc(out), input);
+        const parts = members(out);
+        assert.equal(parts.length, Math.ceil(len / GZIP_BLOCK_SIZE));
+        for (let i = 0; i < parts.length; i++) {
           assert.deepEqual(
-            out,
-            Buffer.concat(blocks.map((b) => gzipSync(b, gzipOptions(6)))),
-            where,
+            parts[i],
+            input.subarray(i * GZIP_BLOCK_SIZE, (i + 1) * GZIP_BLOCK_SIZE),
+            `member ${i}`,
           );
-          assert.deepEqual(members(out), blocks, where);
-          assert.deepEqual(gunzipSync(out), input, where);
+        }
+      });
+    }
+
+    test('one chunk much larger than a block', async () => {
+      const input = randomBytes(3 * GZIP_BLOCK_SIZE + 5);
+      const out = await run([input], 1);
+      assert.deepEqual(gunzipSync(out), input);
+      assert.equal(members(out).length, 4);
+    });
+
+    test('small blocks: ceil(len / blockSize) members, exact bytes, in order', async () => {
+      const r = rng(42);
+      for (const blockSize of [1, 7, 100, 4096]) {
+        const sizes = [1, blockSize - 1, blockSize, blockSize + 1, 10 * blockSize + 3];
+        for (const len of [...sizes, Math.min(20000, 500 * blockSize)]) {
+          if (len <= 0) continue;
+          const input = textLike(len, len * 31 + blockSize);
+          for (const inFlight of [1, 2, 8]) {
+            const chunks = chunked(input, () => 1 + Math.floor(r() * 3 * blockSize));
+            const out = await run(chunks, 6, blockSize, inFlight);
+            const where = `block ${blockSize}, ${len} bytes, inFlight ${inFlight}`;
+            // independent: gzip each block of the input on its own and concatenate
+            const blocks: Buffer[] = [];
+            for (let off = 0; off < len; off += blockSize) {
+              blocks.push(input.subarray(off, off + blockSize));
+            }
+            assert.equal(blocks.length, Math.ceil(len / blockSize));
+            assert.deepEqual(
+              out,
+              Buffer.concat(await Promise.all(blocks.map((b) => member(engine, b, 6)))),
+              where,
+            );
+            assert.deepEqual(members(out), blocks, where);
+            assert.deepEqual(gunzipSync(out), input, where);
+          }
         }
       }
-    }
-  });
+    });
 
-  test('gzip -dc decodes many small members', async () => {
-    const input = textLike(50000, 9);
-    const out = await run(
-      chunked(input, () => 333),
-      9,
-      1000,
-      3,
-    );
-    assert.equal(members(out).length, 50);
-    assert.deepEqual(gzipDc(out), input);
-    // and gzip -t finds the file sound
-    execFileSync('gzip', ['-t'], { input: out });
-  });
+    test('gzip -dc decodes many small members', async () => {
+      const input = textLike(50000, 9);
+      const out = await run(
+        chunked(input, () => 333),
+        9,
+        1000,
+        3,
+      );
+      assert.equal(members(out).length, 50);
+      assert.deepEqual(gzipDc(out), input);
+      // and gzip -t finds the file sound
+      execFileSync('gzip', ['-t'], { input: out });
+    });
 
-  test('the level is applied', async () => {
-    const input = textLike(200000, 5);
-    const fast = await run([input], 1, 1 << 20);
-    const best = await run([input], 9, 1 << 20);
-    assert.deepEqual(fast, gzipSync(input, gzipOptions(1)));
-    assert.deepEqual(best, gzipSync(input, gzipOptions(9)));
-    assert.notDeepEqual(fast, best);
+    test('the level is applied', async () => {
+      const input = textLike(200000, 5);
+      const fast = await run([input], 1, 1 << 20);
+      const best = await run([input], 9, 1 << 20);
+      assert.deepEqual(fast, await member(engine, input, 1));
+      assert.deepEqual(best, await member(engine, input, 9));
+      assert.ok(
+        best.length < fast.length,
+        `level 9 (${best.length} B) < level 1 (${fast.length} B)`,
+      );
+      assert.deepEqual(gunzipSync(best), input);
+    });
   });
-});
+}
