@@ -44,7 +44,8 @@ const USAGE = `Usage: npm run bench -- [options]
   --out FILE        JSON results (default bench-results/bench.json); logs go beside it
   --skip-old        skip the old aws_backup.sh workflow
   --skip-pigz       skip the hand-rolled aws s3 sync + tar | pigz variant
-  --skip-extra      skip the extra imgbackup variants (--compression-level 6, --stream, --no-compress)
+  --skip-extra      skip the extra imgbackup variants (--compression-level 6, --stream, --no-compress,
+                    --gzip-engine zlib)
   --workdir DIR     where the S3 data and tmpdirs live (default: a new dir under $TMPDIR)
   --repeat N        run every variant N times (in rounds) and report each one's fastest run
   --keep            keep the workdir (S3 data, buckets) afterwards`;
@@ -598,6 +599,19 @@ async function main(): Promise<void> {
         : /--no-compress\b/.test(archiveHelp)
           ? {}
           : { skip: 'archive has no --no-compress' }),
+    },
+    {
+      name: 'imgbackup zlib',
+      description: 'imgbackup archive --gzip-engine zlib (Node zlib instead of libdeflate)',
+      cold: 'bench-cold-imgbackup-zlib',
+      cmd: process.execPath,
+      args: imgbackupArgs('bench-cold-imgbackup-zlib', ['--gzip-engine', 'zlib']),
+      isImgbackup: true,
+      ...(opts.skipExtra
+        ? { skip: '--skip-extra' }
+        : /--gzip-engine\b/.test(archiveHelp)
+          ? {}
+          : { skip: 'archive has no --gzip-engine' }),
     },
     {
       name: 'old aws_backup.sh',
