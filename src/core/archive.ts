@@ -231,7 +231,14 @@ export async function archivePlate(
     await store.put(L.bucket, L.inProgressKey, inProgressRecord());
     const uploads: Promise<void>[] = [];
     try {
-      for (const t of L.tarballs) {
+      const bytesOf = (t: TarballLayout) =>
+        listed
+          .filter((l) => t.sources.includes(l.source))
+          .reduce((n, l) => n + l.objects.reduce((m, o) => m + o.size, 0), 0);
+      // Smallest first: its upload then finishes while the largest is written, and the plate
+      // ends with one tarball's upload to wait for, not two.
+      const order = [...L.tarballs].sort((a, b) => bytesOf(a) - bytesOf(b));
+      for (const t of order) {
         const tListed = listed.filter((l) => t.sources.includes(l.source));
         const tb = await buildTarball(store, opts, L, t, tListed, plate.plateId, log);
         built.push(tb);
