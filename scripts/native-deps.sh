@@ -8,12 +8,5 @@ if [ -f /usr/include/libdeflate.h ] && command -v cc >/dev/null 2>&1 && command 
   echo "native-deps: libdeflate-dev, a C compiler and make are there"
   exit 0
 fi
-SUDO=()
-if [ "$(id -u)" != 0 ]; then
-  command -v sudo >/dev/null 2>&1 || { echo "native-deps: not root and no sudo; cannot apt-get install libdeflate-dev" >&2; exit 1; }
-  SUDO=(sudo)
-fi
-"${SUDO[@]}" apt-get update
-"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-  libdeflate-dev gcc make python3
+bash "$(dirname "$0")/apt-install.sh" native-deps libdeflate-dev gcc make python3
 echo "native-deps: done (libdeflate $(sed -n 's/^#define LIBDEFLATE_VERSION_STRING[[:space:]]*"\(.*\)"/\1/p' /usr/include/libdeflate.h))"

@@ -13,15 +13,7 @@ if [ "${#missing[@]}" = 0 ]; then
 fi
 echo "rgw-install: missing ${missing[*]}; installing from apt (~30 s, ~270 MB)"
 
-SUDO=()
-if [ "$(id -u)" != 0 ]; then
-  command -v sudo >/dev/null 2>&1 || { echo "rgw-install: not root and no sudo; cannot apt-get install" >&2; exit 1; }
-  SUDO=(sudo)
-fi
-
-"${SUDO[@]}" apt-get update
-# --no-install-recommends: the recommends pull in ceph-mgr, python stacks and more (~+300 MB) we don't use
-"${SUDO[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends \
-  ceph-mon ceph-osd radosgw uuid-runtime curl
+# Without recommends: they pull in ceph-mgr, python stacks and more (~+300 MB) we don't use.
+bash "$(dirname "$0")/apt-install.sh" rgw-install ceph-mon ceph-osd radosgw uuid-runtime curl
 command -v radosgw >/dev/null 2>&1 || { echo "rgw-install: radosgw still not on PATH after install" >&2; exit 1; }
 echo "rgw-install: done ($(radosgw --version | head -1))"
