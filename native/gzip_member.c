@@ -29,6 +29,9 @@ typedef struct {
 // would cost as much as compressing a small block.
 static _Thread_local struct libdeflate_compressor *compressors[MAX_LEVEL + 1];
 static _Thread_local struct libdeflate_decompressor *decompressor;
+// Where the round-trip check decompresses to, kept per thread and grown as needed.
+static _Thread_local uint8_t *check;
+static _Thread_local size_t check_cap;
 
 static void execute(napi_env env, void *data) {
   (void)env;
@@ -41,16 +44,18 @@ static void execute(napi_env env, void *data) {
     return;
   }
   size_t bound = libdeflate_gzip_compress_bound(c, j->in_len);
-  j->out = malloc(bound);
-  uint8_t *check = malloc(j->in_len > 0 ? j->in_len : 1);
-  if (!j->out || !check) {
+  if (check_cap < j->in_len || !check) {
     free(check);
+    check_cap = j->in_len > 0 ? j->in_len : 1;
+    check = malloc(check_cap);
+  }
+  j->out = malloc(bound);
+  if (!j->out || !check) {
     j->error = "libdeflate: out of memory";
     return;
   }
   j->out_len = libdeflate_gzip_compress(c, j->in, j->in_len, j->out, bound);
   if (j->out_len == 0) {
-    free(check);
     j->error = "libdeflate: compression failed";
     return;
   }
@@ -61,7 +66,6 @@ static void execute(napi_env env, void *data) {
       (j->in_len > 0 && memcmp(check, j->in, j->in_len) != 0)) {
     j->error = "libdeflate: a compressed block did not decompress to its input";
   }
-  free(check);
 }
 
 static void free_out(napi_env env, void *data, void *hint) {
