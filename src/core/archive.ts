@@ -32,8 +32,6 @@ import {
   type GzipEngine,
   type GzipEngineName,
 } from '../archive/gzip-engine.js';
-
-export { GZIP_ENGINES, type GzipEngineName } from '../archive/gzip-engine.js';
 import { readAhead, type ReadAheadOptions } from './read-ahead.js';
 import {
   isFolderMarker,
@@ -47,6 +45,8 @@ import { DiskBudget, freeBytes } from './disk.js';
 import { resolveLayout } from './archive-state.js';
 import { abortStaleUploads, inProgressRecord, lockPlate, removeStaleLocal } from './resume.js';
 import { checkBuckets, checkTmpdir } from './preflight.js';
+
+export { GZIP_ENGINES, type GzipEngineName } from '../archive/gzip-engine.js';
 
 export interface ArchiveOptions {
   layout: LayoutOptions;
