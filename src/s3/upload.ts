@@ -154,10 +154,10 @@ export class FileUpload {
   async finish(hash: EtagResult): Promise<void> {
     const { bucket, key, path, partSize } = this.input;
     const count = hash.partMd5s.length;
-    if (count !== Math.max(1, Math.ceil(hash.size / partSize))) {
-      throw new Error(`${path}: ${count} part md5s for ${hash.size} bytes at ${partSize} a part`);
-    }
     try {
+      if (count !== Math.max(1, Math.ceil(hash.size / partSize))) {
+        throw new Error(`${path}: ${count} part md5s for ${hash.size} bytes at ${partSize} a part`);
+      }
       if (count === 1) {
         const body = await this.read(0, hash.size);
         await this.store.put(bucket, key, body, {
