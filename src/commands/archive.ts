@@ -66,8 +66,8 @@ export const archiveCommand: CommandSpec = {
       .option('--dry-run', 'list what each plate would archive; write nothing')
       .option(
         '--stream',
-        'upload parts while each tarball is written: nothing in --tmpdir (a failed upload ' +
-          'then re-reads the sources)',
+        'upload parts from memory while each tarball is written: nothing in --tmpdir ' +
+          '(without it, parts go up as soon as they are on disk)',
       )
       .addHelpText(
         'after',
