@@ -29,8 +29,11 @@ function unsignedPayload<C extends PutObjectCommand | UploadPartCommand>(cmd: C)
   const stack = cmd.middlewareStack as PutObjectCommand['middlewareStack'];
   stack.add(
     (next) => (args) => {
-      const req = args.request as { headers?: Record<string, string> };
-      if (req.headers) req.headers[PAYLOAD_HASH_HEADER] = UNSIGNED_PAYLOAD;
+      const headers = (args.request as { headers?: Record<string, string> }).headers;
+      // A payload hash set by someone else (aws-chunked uploads name their own) is left alone.
+      const set =
+        headers && Object.keys(headers).some((h) => h.toLowerCase() === PAYLOAD_HASH_HEADER);
+      if (headers && !set) headers[PAYLOAD_HASH_HEADER] = UNSIGNED_PAYLOAD;
       return next(args);
     },
     { step: 'build', name: 'imgbackupUnsignedPayload' },
