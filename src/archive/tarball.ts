@@ -141,9 +141,7 @@ export class TarballWriter {
     if (opts.sink) {
       this.out = opts.sink;
     } else {
-      this.file = new FileSink(opts.path, (bytes) =>
-        opts.onWritten?.(bytes, this.hasher.completedParts),
-      );
+      this.file = new FileSink(opts.path, (bytes) => opts.onWritten?.(bytes, this.hashedParts));
       this.out = this.file;
     }
     const out = this.out;
@@ -163,6 +161,11 @@ export class TarballWriter {
       throw described;
     });
     this.done.catch(() => {}); // observed through failure / rejectEntry / finish()
+  }
+
+  /** md5 of each part of the output hashed so far (at `partSize`); all of them after `finish`. */
+  get hashedParts(): readonly Buffer[] {
+    return this.hasher.completedParts;
   }
 
   async addDirectory(name: string, mtime: Date): Promise<void> {

@@ -344,11 +344,17 @@ async function buildTarball(
     tarballSizeBound(entries.map((e) => ({ size: e.kind === 'file' ? e.obj.size : 0 }))),
   );
   const path = join(opts.tmpdir, t.fileName);
-  const sink = opts.stream ? new MultipartSink(store, L.coldBucket, t.key, partSize) : undefined;
+  // The sink's parts are the writer's hashed parts: it takes their md5s instead of hashing again.
+  let writer: TarballWriter | undefined = undefined; // set below; the sink reads it only later
+  const sink = opts.stream
+    ? new MultipartSink(store, L.coldBucket, t.key, partSize, {
+        hashedParts: () => writer?.hashedParts ?? [],
+      })
+    : undefined;
   const upload = sink
     ? undefined
     : new FileUpload(store, { bucket: L.coldBucket, key: t.key, path, partSize });
-  const writer = new TarballWriter({
+  writer = new TarballWriter({
     path,
     partSize,
     ...(L.compressed ? { level: opts.level, ...(opts.engine ? { engine: opts.engine } : {}) } : {}),

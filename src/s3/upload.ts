@@ -223,17 +223,24 @@ export class MultipartSink extends Writable {
   private fill = 0;
   private partNumber = 0;
   private readonly parts: PartUploader;
+  private readonly hashedParts: (() => readonly Buffer[]) | undefined;
 
+  /**
+   * `hashedParts`: the md5 of each part already hashed upstream, at this part size, by whoever
+   * writes into this sink; those parts are not hashed again (a wrong one S3 refuses, never
+   * stores). The last part, still open upstream when this sink ends, is always hashed here.
+   */
   constructor(
     private readonly store: S3Store,
     private readonly bucket: string,
     private readonly key: string,
     private readonly partSize: number,
-    queueSize = UPLOAD_QUEUE_SIZE,
+    opts: { queueSize?: number; hashedParts?: () => readonly Buffer[] } = {},
   ) {
     super();
     this.buf = Buffer.allocUnsafe(partSize);
-    this.parts = new PartUploader(store, bucket, key, queueSize);
+    this.parts = new PartUploader(store, bucket, key, opts.queueSize ?? UPLOAD_QUEUE_SIZE);
+    this.hashedParts = opts.hashedParts;
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
@@ -256,8 +263,9 @@ export class MultipartSink extends Writable {
     const body = this.buf.subarray(0, this.fill);
     this.buf = Buffer.allocUnsafe(this.partSize);
     this.fill = 0;
-    const md5 = createHash('md5').update(body).digest();
-    await this.parts.add(++this.partNumber, () => Promise.resolve(body), md5);
+    const n = ++this.partNumber;
+    const md5 = this.hashedParts?.()[n - 1] ?? createHash('md5').update(body).digest();
+    await this.parts.add(n, () => Promise.resolve(body), md5);
   }
 
   override _final(done: (err?: Error | null) => void): void {
