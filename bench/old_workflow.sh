@@ -23,6 +23,7 @@ set -u
 # shellcheck source=bench/workflow_args.sh
 source "$(dirname "$0")/workflow_args.sh"
 parse_workflow_args old_workflow.sh "$@"
+set_plate_args
 
 if [ "$mode" = run ]; then
   # The runbook's archive step.
@@ -37,20 +38,10 @@ if [ "$mode" = run ]; then
     --joblog "$log_dir/backup.log" \
     --results "$log_dir/backup" \
     --files \
-    bash "$0" plate \
-    --project_name "$project_name" \
-    --batch_id "$batch_id" \
-    --plate_id "{1}" \
-    --plate_id_full "{2}" \
-    --bucket "$bucket" \
-    --cold_bucket "$cold_bucket" \
-    --tmpdir "$tmpdir" \
-    --endpoint_url "$endpoint_url"
+    bash "$0" plate "${plate_args[@]}"
 fi
 
 # ---- one plate: aws_backup.sh ----
-
-aws() { command aws --endpoint-url "$endpoint_url" "$@"; }
 
 # s3md5: the ETag S3 gives a file the aws CLI uploads (multipart above 8 MiB).
 etag_of_file() {

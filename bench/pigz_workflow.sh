@@ -10,6 +10,7 @@ set -euo pipefail
 # shellcheck source=bench/workflow_args.sh
 source "$(dirname "$0")/workflow_args.sh"
 parse_workflow_args pigz_workflow.sh "$@"
+set_plate_args
 
 if [ "$mode" = run ]; then
   mkdir -p "$log_dir"
@@ -21,18 +22,9 @@ if [ "$mode" = run ]; then
     --joblog "$log_dir/pigz.log" \
     --results "$log_dir/pigz" \
     --files \
-    bash "$0" plate \
-    --project_name "$project_name" \
-    --batch_id "$batch_id" \
-    --plate_id "{1}" \
-    --plate_id_full "{2}" \
-    --bucket "$bucket" \
-    --cold_bucket "$cold_bucket" \
-    --tmpdir "$tmpdir" \
-    --endpoint_url "$endpoint_url"
+    bash "$0" plate "${plate_args[@]}"
 fi
 
-aws() { command aws --endpoint-url "$endpoint_url" "$@"; }
 
 src=s3://${bucket}/projects/${project_name}
 dst=s3://${cold_bucket}/imaging_analysis/${project_name}/plates

@@ -1,6 +1,6 @@
 # Sourced by old_workflow.sh and pigz_workflow.sh: the flags bench.ts passes both baselines.
-# Sets mode (run: fan plates out under GNU parallel; plate: one plate) and one variable per flag.
-# Usage: parse_workflow_args SCRIPT_NAME "$@"
+# parse_workflow_args sets mode (run: fan plates out under GNU parallel; plate: one plate) and one
+# variable per flag. Usage: parse_workflow_args SCRIPT_NAME "$@"
 parse_workflow_args() {
   local me=$1
   shift
@@ -30,3 +30,21 @@ parse_workflow_args() {
     shift 2
   done
 }
+
+# The arguments GNU parallel passes each plate's run ({1}, {2}: the CSV's two columns), in
+# plate_args. Call after parse_workflow_args.
+set_plate_args() {
+  plate_args=(
+    --project_name "$project_name"
+    --batch_id "$batch_id"
+    --plate_id "{1}"
+    --plate_id_full "{2}"
+    --bucket "$bucket"
+    --cold_bucket "$cold_bucket"
+    --tmpdir "$tmpdir"
+    --endpoint_url "$endpoint_url"
+  )
+}
+
+# Every aws call goes to the bench's local S3 server.
+aws() { command aws --endpoint-url "$endpoint_url" "$@"; }
