@@ -15,7 +15,6 @@ import {
 import {
   listingPath,
   outputKeys,
-  plateLayout,
   tarPath,
   type LayoutOptions,
   type PlateLayout,
@@ -510,7 +509,6 @@ export async function archive(store: S3Store, opts: ArchiveRunOptions): Promise<
   }
   return runPlates(
     opts.plates,
-    (p) => plateLayout(opts.layout, p).tag,
     (plate, signal) => {
       const log = plateLogger(opts.log, plate.plateId, opts.logDir);
       return archivePlate(store.withSignal(signal), opts, plate, log);

@@ -1,11 +1,6 @@
 import { rename, writeFile } from 'node:fs/promises';
 import { PlateError } from '../errors.js';
-import {
-  plateLayout,
-  unsafeKeyReason,
-  type LayoutOptions,
-  type PlateLayout,
-} from '../layout/layout.js';
+import { unsafeKeyReason, type LayoutOptions, type PlateLayout } from '../layout/layout.js';
 import { plateLogger, type Logger } from '../log/log.js';
 import type { PlateRow } from '../plates/plates-csv.js';
 import type { S3Store } from '../s3/store.js';
@@ -70,7 +65,6 @@ export async function collectDeletes(
   const plans = new Map<string, PlanLine[]>();
   const results = await runPlates(
     opts.plates,
-    (p) => plateLayout(opts.layout, p).tag,
     async (plate, signal) => {
       const s = store.withSignal(signal);
       const L = await resolveLayout(s, opts.layout, plate);
@@ -165,7 +159,6 @@ export async function deletePlates(store: S3Store, opts: DeleteOptions): Promise
   const plans = new Map<string, PlatePlan>();
   const planned = await runPlates(
     opts.plates,
-    (p) => plateLayout(opts.layout, p).tag,
     async (plate, signal) => {
       const plan = await planPlate(store.withSignal(signal), opts, plate);
       plans.set(plate.plateId, plan);
@@ -182,7 +175,7 @@ export async function deletePlates(store: S3Store, opts: DeleteOptions): Promise
           : {}),
       };
     },
-    { maxProcs: opts.maxProcs, signal: opts.signal, log: opts.log },
+    { layout: opts.layout, maxProcs: opts.maxProcs, signal: opts.signal, log: opts.log },
   );
   const ok = planned.filter((r) => r.status === 'planned');
   const totals = {
@@ -221,7 +214,6 @@ export async function deletePlates(store: S3Store, opts: DeleteOptions): Promise
   }
   return runPlates(
     opts.plates,
-    (p) => plateLayout(opts.layout, p).tag,
     async (plate, signal) => {
       const failed = failedPlanning.get(plate.plateId);
       if (failed) {

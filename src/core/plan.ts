@@ -1,6 +1,6 @@
 import { statfs } from 'node:fs/promises';
 import { tarballSizeBound } from '../archive/tarball.js';
-import { outputKeys, plateLayout, type LayoutOptions } from '../layout/layout.js';
+import { outputKeys, type LayoutOptions } from '../layout/layout.js';
 import { plateLogger, type Logger } from '../log/log.js';
 import type { PlateRow } from '../plates/plates-csv.js';
 import type { S3Store } from '../s3/store.js';
@@ -82,7 +82,6 @@ export async function plan(store: S3Store, opts: PlanRunOptions): Promise<PlateR
   await checkBuckets(store, [opts.layout.bucket, opts.layout.coldBucket]);
   return runPlates(
     opts.plates,
-    (p) => plateLayout(opts.layout, p).tag,
     (plate, signal) =>
       planPlate(
         store.withSignal(signal),

@@ -5,6 +5,7 @@ import pLimit from 'p-limit';
 import { errorMessage, PlateError } from '../errors.js';
 import type { PlateRow } from '../plates/plates-csv.js';
 import type { Logger } from '../log/log.js';
+import { plateLayout, type LayoutOptions } from '../layout/layout.js';
 
 export type PlateStatus =
   | 'archived'
@@ -45,8 +46,12 @@ export interface RunOptions {
   onDone?: (result: PlateResult) => void;
 }
 
-export function poolOptions(opts: RunOptions, command: string): PoolOptions {
+export function poolOptions(
+  opts: RunOptions & { layout: LayoutOptions },
+  command: string,
+): PoolOptions {
   return {
+    layout: opts.layout,
     maxProcs: opts.maxProcs,
     signal: opts.signal,
     log: opts.log,
@@ -57,6 +62,8 @@ export function poolOptions(opts: RunOptions, command: string): PoolOptions {
 }
 
 export interface PoolOptions {
+  /** Names each plate's tag (in results and the job log). */
+  layout: LayoutOptions;
   maxProcs: number;
   signal: AbortSignal;
   log: Logger;
@@ -72,7 +79,6 @@ export interface PoolOptions {
  */
 export async function runPlates(
   plates: readonly PlateRow[],
-  tagOf: (plate: PlateRow) => string,
   work: (plate: PlateRow, signal: AbortSignal) => Promise<Omit<PlateResult, 'seconds'>>,
   opts: PoolOptions,
 ): Promise<PlateResult[]> {
@@ -88,7 +94,7 @@ export async function runPlates(
   }
   let seq = 0;
   const one = async (plate: PlateRow): Promise<PlateResult> => {
-    const tag = tagOf(plate);
+    const tag = plateLayout(opts.layout, plate).tag;
     const empty = { plateId: plate.plateId, tag, files: 0, bytesIn: 0, bytesOut: 0 };
     if (opts.signal.aborted) {
       return { ...empty, status: 'interrupted', message: 'not started', seconds: 0 };

@@ -6,7 +6,7 @@ import * as tar from 'tar-stream';
 import { PlateError, VerificationError } from '../errors.js';
 import { isPlainMd5 } from '../integrity/etag.js';
 import { normalizedListing, parseListing, type ListingEntry } from '../integrity/listings.js';
-import { outputKeys, plateLayout, type LayoutOptions, type PlateLayout } from '../layout/layout.js';
+import { outputKeys, type LayoutOptions, type PlateLayout } from '../layout/layout.js';
 import { plateLogger, type Logger } from '../log/log.js';
 import type { PlateRow } from '../plates/plates-csv.js';
 import { objectChunks } from '../s3/read-object.js';
@@ -252,7 +252,6 @@ export async function verify(store: S3Store, opts: VerifyRunOptions): Promise<Pl
   await checkBuckets(store, [opts.layout.bucket, opts.layout.coldBucket]);
   return runPlates(
     opts.plates,
-    (p) => plateLayout(opts.layout, p).tag,
     (plate, signal) =>
       verifyPlate(
         store.withSignal(signal),
