@@ -56,7 +56,7 @@ export const archiveCommand: CommandSpec = {
       .option('--compression-level <n>', 'gzip level 1-9', level, DEFAULT_COMPRESSION_LEVEL)
       .option(
         '--gzip-engine <name>',
-        'libdeflate (default when its addon was built at install; ~1.7x faster) or zlib',
+        'libdeflate (default when its addon was built at install; compresses ~1.6-1.9x faster) or zlib',
         engineName,
       )
       .option(

@@ -37,19 +37,6 @@ for (const name of GZIP_ENGINES) {
         }
       });
     }
-
-    test('compresses about as well as zlib at the same level (within 2 %)', async () => {
-      const input = Buffer.concat([imageLike(2 * 1024 * 1024, 3), csvLike(512 * 1024)]);
-      for (const level of [1, 6]) {
-        const ours = (await engine.gzip(input, level)).length;
-        const zlib = gzipSync(input, zlibOptions(level)).length;
-        assert.ok(ours <= zlib * 1.02, `level ${level}: ${ours} B vs zlib ${zlib} B`);
-        assert.ok(
-          ours < input.length * 0.9,
-          `level ${level} compresses: ${ours} of ${input.length}`,
-        );
-      }
-    });
   });
 }
 
@@ -57,4 +44,15 @@ test('libdeflate refuses what is not a buffer and levels it does not have', () =
   const engine = gzipEngine('libdeflate');
   assert.throws(() => engine.gzip('text' as unknown as Buffer, 1), TypeError);
   assert.throws(() => engine.gzip(Buffer.from('x'), 13), RangeError);
+});
+
+test('libdeflate compresses about as well as zlib at the same level (within 2 %)', async () => {
+  const engine = gzipEngine('libdeflate');
+  const input = Buffer.concat([imageLike(2 * 1024 * 1024, 3), csvLike(512 * 1024)]);
+  for (const level of [1, 6]) {
+    const ours = (await engine.gzip(input, level)).length;
+    const zlib = gzipSync(input, zlibOptions(level)).length;
+    assert.ok(ours <= zlib * 1.02, `level ${level}: ${ours} B vs zlib ${zlib} B`);
+    assert.ok(ours < input.length * 0.9, `level ${level} compresses: ${ours} of ${input.length}`);
+  }
 });
