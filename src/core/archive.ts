@@ -164,17 +164,21 @@ export async function archivePlate(
   const present = await Promise.all(
     probed.map(async (o) => (await store.head(o.bucket, o.key)) !== undefined),
   );
+  const interrupted = present[probed.length - 1] === true;
   if (present.slice(0, outputs.length).every(Boolean)) {
+    // A run killed after the plate's last output landed leaves its marker and lock behind.
+    const tidied = interrupted && !opts.dryRun && (await tidyCompleted(store, opts.tmpdir, L, log));
     return {
       ...base,
       status: 'skipped',
-      message: 'already archived; nothing changed',
+      message: tidied
+        ? 'already archived; removed the in-progress marker and lock of the run that archived it'
+        : 'already archived; nothing changed',
       files: 0,
       bytesIn: 0,
       bytesOut: 0,
     };
   }
-  const interrupted = present[probed.length - 1] === true;
   if (present.some(Boolean) && !interrupted) {
     const have = probed.filter((_, i) => present[i]).map((o) => `s3://${o.bucket}/${o.key}`);
     throw new PlateError(
@@ -324,6 +328,28 @@ export async function archivePlate(
       ]),
     ),
   };
+}
+
+/**
+ * A plate archived completely by a run that was killed before removing its in-progress marker
+ * (and maybe its lock): removes both, unless a live process here holds the lock. True if done.
+ */
+async function tidyCompleted(
+  store: S3Store,
+  tmpdir: string,
+  L: PlateLayout,
+  log: Logger,
+): Promise<boolean> {
+  const lock = await lockPlate(tmpdir, L, log).catch(() => undefined);
+  if (!lock) return false; // another run of this plate is alive: what is there is its own
+  try {
+    await removeStaleLocal(tmpdir, L);
+    await abortStaleUploads(store, L, log);
+    const r = await store.deleteBatch(L.bucket, [{ key: L.inProgressKey }]);
+    return r.errors.length === 0;
+  } finally {
+    await lock.release();
+  }
 }
 
 async function buildTarball(

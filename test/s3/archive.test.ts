@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
-import { HeadObjectCommand } from '@aws-sdk/client-s3';
+import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { getBytes, snapshot } from '../helpers/s3.js';
 import { runCli, serverEnv, plateArgs } from '../helpers/cli.js';
 import {
@@ -193,6 +193,26 @@ for (const name of testServerNames()) {
         before,
       );
       assert.deepEqual(await readdir(tmp), []);
+    });
+
+    test('a plate archived by a run killed before it tidied up: the re-run removes its marker and lock, nothing else', async () => {
+      // The killed run's leftovers: its in-progress marker and its lock (a pid that cannot exist).
+      const tmp = await mkdtemp(join(suite.work, 'tmp-'));
+      const marker = `projects/${PROJECT}/workspace/backup/${tag(PLATE_B)}_archive_in_progress.json`;
+      const before = [await snapshot(suite.client, live), await snapshot(suite.client, coldBucket)];
+      await suite.client.send(
+        new PutObjectCommand({ Bucket: live, Key: marker, Body: '{"pid":999999999}\n' }),
+      );
+      await writeFile(join(tmp, `${tag(PLATE_B)}.lock`), '999999999\n');
+      const csv = await writePlatesCsv([PLATE_B], suite.work);
+      const r = await runCli(args(csv, tmp), serverEnv(suite.server));
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.match(r.stdout, /2058\s+skipped.*already archived; removed the in-progress marker/);
+      assert.deepEqual(await readdir(tmp), []);
+      assert.deepEqual(
+        [await snapshot(suite.client, live), await snapshot(suite.client, coldBucket)],
+        before,
+      );
     });
 
     test('a bad plates.csv changes nothing and names the line', async () => {
