@@ -45,7 +45,9 @@ const USAGE = `Usage: npm run bench -- [options]
   --skip-old        skip the old aws_backup.sh workflow
   --skip-pigz       skip the hand-rolled aws s3 sync + tar | pigz variant
   --skip-extra      skip the extra imgbackup variants (--compression-level 6, --stream, --no-compress,
-                    --gzip-engine zlib)
+                    --gzip-engine libdeflate, --gzip-engine zlib)
+  --only NAMES      run only these variants (comma-separated names as in the table, e.g.
+                    "imgbackup libdeflate,old aws_backup.sh"); imgbackup itself always runs
   --workdir DIR     where the S3 data and tmpdirs live (default: a new dir under $TMPDIR)
   --repeat N        run every variant N times (in rounds) and report each one's fastest run
   --keep            keep the workdir (S3 data, buckets) afterwards`;
@@ -58,6 +60,7 @@ interface Options {
   skipOld: boolean;
   skipPigz: boolean;
   skipExtra: boolean;
+  only?: string[];
   workdir?: string;
   keep: boolean;
   repeat: number;
@@ -74,6 +77,7 @@ function parseOptions(argv: string[]): Options {
       'skip-old': { type: 'boolean', default: false },
       'skip-pigz': { type: 'boolean', default: false },
       'skip-extra': { type: 'boolean', default: false },
+      only: { type: 'string' },
       workdir: { type: 'string' },
       keep: { type: 'boolean', default: false },
       repeat: { type: 'string', default: '1' },
@@ -100,6 +104,7 @@ function parseOptions(argv: string[]): Options {
     skipOld: values['skip-old'],
     skipPigz: values['skip-pigz'],
     skipExtra: values['skip-extra'],
+    ...(values.only ? { only: values.only.split(',').map((n) => n.trim()) } : {}),
     ...(values.workdir ? { workdir: resolve(values.workdir) } : {}),
     keep: values.keep,
     repeat: Math.floor(num('repeat', values.repeat, 1)),
@@ -601,8 +606,21 @@ async function main(): Promise<void> {
           : { skip: 'archive has no --no-compress' }),
     },
     {
+      name: 'imgbackup libdeflate',
+      description: 'imgbackup archive --gzip-engine libdeflate (instead of isa-l at level 1)',
+      cold: 'bench-cold-imgbackup-libdeflate',
+      cmd: process.execPath,
+      args: imgbackupArgs('bench-cold-imgbackup-libdeflate', ['--gzip-engine', 'libdeflate']),
+      isImgbackup: true,
+      ...(opts.skipExtra
+        ? { skip: '--skip-extra' }
+        : /--gzip-engine\b[\s\S]*\bisal\b/.test(archiveHelp)
+          ? {}
+          : { skip: 'archive has no isal gzip engine' }),
+    },
+    {
       name: 'imgbackup zlib',
-      description: 'imgbackup archive --gzip-engine zlib (Node zlib instead of libdeflate)',
+      description: 'imgbackup archive --gzip-engine zlib (Node zlib instead of isa-l)',
       cold: 'bench-cold-imgbackup-zlib',
       cmd: process.execPath,
       args: imgbackupArgs('bench-cold-imgbackup-zlib', ['--gzip-engine', 'zlib']),
@@ -643,6 +661,18 @@ async function main(): Promise<void> {
           })()),
     },
   ];
+  if (opts.only) {
+    const unknown = opts.only.filter((n) => !variants.some((v) => v.name === n));
+    if (unknown.length > 0) {
+      console.error(
+        `bench: --only: no variant ${unknown.map((n) => JSON.stringify(n)).join(', ')}; there are ${variants.map((v) => JSON.stringify(v.name)).join(', ')}`,
+      );
+      process.exit(2);
+    }
+    for (const v of variants) {
+      if (v.name !== 'imgbackup' && !opts.only.includes(v.name)) v.skip = '--only';
+    }
+  }
   for (const v of variants) {
     if (v.skip && !v.skip.startsWith('--')) log(`${v.name}: ${v.skip}; skipping it`);
   }

@@ -1,17 +1,28 @@
 // gzipMember(buffer, level): Promise<Buffer> — one gzip member of `buffer`, made by libdeflate on
 // libuv's thread pool. libdeflate compresses whole buffers ~1.6-1.9x faster than zlib at the same
 // level and ratio; GzipBlocks already cuts the tar stream into whole blocks, so nothing of zlib's
-// streaming interface is missed. Every member is decompressed and compared with its input before
-// it is handed back: a compressor fault fails the plate instead of reaching an archive.
+// streaming interface is missed.
+// isalGzipMember(buffer, level): the same made by ISA-L's igzip (levels 1-3), when built WITH_ISAL:
+// ~2.5x faster than libdeflate's fastest level, for output ~1.5 % larger on image-like data.
+// Every member, whoever made it, is decompressed by libdeflate and compared with its input before
+// it is handed back: a compressor fault fails the plate instead of reaching an archive, and an
+// ISA-L member is checked by an independent implementation.
 #define NAPI_VERSION 8
 #include <libdeflate.h>
 #include <node_api.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#ifdef WITH_ISAL
+#include <isa-l.h>
+#endif
 
 #define MAX_LEVEL 12
+#define ISAL_MAX_LEVEL 3
+
+enum engine { LIBDEFLATE, ISAL };
 
 typedef struct {
   napi_async_work work;
@@ -20,6 +31,7 @@ typedef struct {
   const uint8_t *in;
   size_t in_len;
   int level;
+  enum engine engine;
   uint8_t *out;
   size_t out_len;
   const char *error;
@@ -33,32 +45,86 @@ static _Thread_local struct libdeflate_decompressor *decompressor;
 static _Thread_local uint8_t *check;
 static _Thread_local size_t check_cap;
 
+// libdeflate's gzip member of j->in into a new j->out; false (with j->error) on failure.
+static bool libdeflate_member(job_t *j) {
+  struct libdeflate_compressor *c = compressors[j->level];
+  if (!c) c = compressors[j->level] = libdeflate_alloc_compressor(j->level);
+  if (!c) {
+    j->error = "libdeflate: out of memory";
+    return false;
+  }
+  size_t bound = libdeflate_gzip_compress_bound(c, j->in_len);
+  j->out = malloc(bound);
+  if (!j->out) {
+    j->error = "libdeflate: out of memory";
+    return false;
+  }
+  j->out_len = libdeflate_gzip_compress(c, j->in, j->in_len, j->out, bound);
+  if (j->out_len == 0) {
+    j->error = "libdeflate: compression failed";
+    return false;
+  }
+  return true;
+}
+
+#ifdef WITH_ISAL
+// ISA-L's state (~80 KiB) and per-level hash buffers, one set per pool thread.
+static _Thread_local struct isal_zstream *isal_stream;
+static _Thread_local uint8_t *isal_level_buf[ISAL_MAX_LEVEL + 1];
+static const uint32_t isal_level_buf_size[ISAL_MAX_LEVEL + 1] = {
+    0, ISAL_DEF_LVL1_DEFAULT, ISAL_DEF_LVL2_DEFAULT, ISAL_DEF_LVL3_DEFAULT};
+
+static bool isal_member(job_t *j) {
+  if (!isal_stream) isal_stream = malloc(sizeof *isal_stream);
+  if (!isal_level_buf[j->level]) isal_level_buf[j->level] = malloc(isal_level_buf_size[j->level]);
+  // Stateless deflate needs room for all of it; at worst it stores the input, which costs
+  // 5 bytes per 64 KiB plus the headers: input + 1/16 + 1 KiB is far more than that.
+  size_t bound = j->in_len + j->in_len / 16 + 1024;
+  j->out = malloc(bound);
+  if (!isal_stream || !isal_level_buf[j->level] || !j->out || bound > UINT32_MAX) {
+    j->error = "isa-l: out of memory";
+    return false;
+  }
+  struct isal_zstream *s = isal_stream;
+  isal_deflate_stateless_init(s);
+  s->level = (uint32_t)j->level;
+  s->level_buf = isal_level_buf[j->level];
+  s->level_buf_size = isal_level_buf_size[j->level];
+  s->gzip_flag = IGZIP_GZIP;
+  s->end_of_stream = 1;
+  s->flush = NO_FLUSH;
+  s->next_in = (uint8_t *)j->in;  // read only: isa-l's field is not const
+  s->avail_in = (uint32_t)j->in_len;
+  s->next_out = j->out;
+  s->avail_out = (uint32_t)bound;
+  if (isal_deflate_stateless(s) != COMP_OK) {
+    j->error = "isa-l: compression failed";
+    return false;
+  }
+  j->out_len = s->total_out;
+  return true;
+}
+#endif
+
 static void execute(napi_env env, void *data) {
   (void)env;
   job_t *j = data;
-  struct libdeflate_compressor *c = compressors[j->level];
-  if (!c) c = compressors[j->level] = libdeflate_alloc_compressor(j->level);
   if (!decompressor) decompressor = libdeflate_alloc_decompressor();
-  if (!c || !decompressor) {
-    j->error = "libdeflate: out of memory";
-    return;
-  }
-  size_t bound = libdeflate_gzip_compress_bound(c, j->in_len);
   if (check_cap < j->in_len || !check) {
     free(check);
     check_cap = j->in_len > 0 ? j->in_len : 1;
     check = malloc(check_cap);
   }
-  j->out = malloc(bound);
-  if (!j->out || !check) {
+  if (!decompressor || !check) {
     j->error = "libdeflate: out of memory";
     return;
   }
-  j->out_len = libdeflate_gzip_compress(c, j->in, j->in_len, j->out, bound);
-  if (j->out_len == 0) {
-    j->error = "libdeflate: compression failed";
-    return;
-  }
+#ifdef WITH_ISAL
+  bool made = j->engine == ISAL ? isal_member(j) : libdeflate_member(j);
+#else
+  bool made = libdeflate_member(j);
+#endif
+  if (!made) return;
   size_t got = 0;
   enum libdeflate_result r =
       libdeflate_gzip_decompress(decompressor, j->out, j->out_len, check, j->in_len, &got);
@@ -100,7 +166,8 @@ static void complete(napi_env env, napi_status status, void *data) {
   free(j);
 }
 
-static napi_value gzip_member(napi_env env, napi_callback_info info) {
+static napi_value queue_member(napi_env env, napi_callback_info info, enum engine engine) {
+  const char *usage = engine == ISAL ? "isalGzipMember(buffer, level)" : "gzipMember(buffer, level)";
   size_t argc = 2;
   napi_value argv[2];
   napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
@@ -108,11 +175,14 @@ static napi_value gzip_member(napi_env env, napi_callback_info info) {
   if (argc >= 1) napi_is_buffer(env, argv[0], &is_buffer);
   int32_t level = -1;
   if (argc < 2 || !is_buffer || napi_get_value_int32(env, argv[1], &level) != napi_ok) {
-    napi_throw_type_error(env, NULL, "gzipMember(buffer, level)");
+    napi_throw_type_error(env, NULL, usage);
     return NULL;
   }
-  if (level < 0 || level > MAX_LEVEL) {
-    napi_throw_range_error(env, NULL, "gzipMember: level must be 0-12");
+  // libdeflate takes 0-12; ISA-L 0-3, where 0 is a different, much weaker, algorithm: 1-3 only.
+  int min = engine == ISAL ? 1 : 0, max = engine == ISAL ? ISAL_MAX_LEVEL : MAX_LEVEL;
+  if (level < min || level > max) {
+    napi_throw_range_error(
+        env, NULL, engine == ISAL ? "isalGzipMember: level must be 1-3" : "gzipMember: level must be 0-12");
     return NULL;
   }
   job_t *j = calloc(1, sizeof *j);
@@ -124,6 +194,7 @@ static napi_value gzip_member(napi_env env, napi_callback_info info) {
   napi_get_buffer_info(env, argv[0], &in, &j->in_len);
   j->in = in;
   j->level = level;
+  j->engine = engine;
   napi_create_reference(env, argv[0], 1, &j->input_ref);
   napi_value promise, name;
   napi_create_promise(env, &j->deferred, &promise);
@@ -133,11 +204,30 @@ static napi_value gzip_member(napi_env env, napi_callback_info info) {
   return promise;
 }
 
+static napi_value gzip_member(napi_env env, napi_callback_info info) {
+  return queue_member(env, info, LIBDEFLATE);
+}
+
+#ifdef WITH_ISAL
+static napi_value isal_gzip_member(napi_env env, napi_callback_info info) {
+  return queue_member(env, info, ISAL);
+}
+#endif
+
 NAPI_MODULE_INIT() {
   napi_value fn, version;
   napi_create_function(env, "gzipMember", NAPI_AUTO_LENGTH, gzip_member, NULL, &fn);
   napi_set_named_property(env, exports, "gzipMember", fn);
   napi_create_string_utf8(env, LIBDEFLATE_VERSION_STRING, NAPI_AUTO_LENGTH, &version);
   napi_set_named_property(env, exports, "libdeflateVersion", version);
+#ifdef WITH_ISAL
+  napi_create_function(env, "isalGzipMember", NAPI_AUTO_LENGTH, isal_gzip_member, NULL, &fn);
+  napi_set_named_property(env, exports, "isalGzipMember", fn);
+  char isal_version[32];
+  snprintf(isal_version, sizeof isal_version, "%d.%d.%d", ISAL_MAJOR_VERSION, ISAL_MINOR_VERSION,
+           ISAL_PATCH_VERSION);
+  napi_create_string_utf8(env, isal_version, NAPI_AUTO_LENGTH, &version);
+  napi_set_named_property(env, exports, "isalVersion", version);
+#endif
   return exports;
 }

@@ -1,5 +1,6 @@
 import { availableParallelism } from 'node:os';
 import { Transform, type TransformCallback } from 'node:stream';
+import { compressLimit } from './compress-queue.js';
 import { gzipEngine, type GzipEngine } from './gzip-engine.js';
 
 /**
@@ -10,19 +11,23 @@ export const GZIP_BLOCK_SIZE = 1024 * 1024;
 
 /**
  * gzip that uses every core: each block becomes its own gzip member, compressed on libuv's
- * thread pool, and members are written in input order. Concatenated gzip members are one valid
- * gzip stream (RFC 1952 §2.2); GNU tar, gzip and zlib read them as one. Memory is bounded:
- * at most `inFlight` blocks and their outputs are held.
+ * thread pool (at most COMPRESS_SLOTS blocks at once in the whole process), and members are
+ * written in input order. Concatenated gzip members are one valid gzip stream (RFC 1952 §2.2);
+ * GNU tar, gzip and zlib read them as one. Memory is bounded: at most `inFlight` blocks (reused
+ * from one to the next) and their outputs are held.
  */
 export class GzipBlocks extends Transform {
-  private pending: Buffer[] = [];
-  private pendingBytes = 0;
-  private readonly queue: Promise<Buffer>[] = [];
+  /** The block being filled, and how much of it is. */
+  private block: Buffer | undefined;
+  private fill = 0;
+  /** Blocks whose compression finished: reused, so each block costs no new allocation. */
+  private readonly free: Buffer[] = [];
+  private readonly queue: { input: Buffer; out: Promise<Buffer> }[] = [];
   private blocks = 0;
 
   constructor(
     private readonly level: number,
-    private readonly engine: GzipEngine = gzipEngine(),
+    private readonly engine: GzipEngine = gzipEngine(undefined, level),
     private readonly blockSize = GZIP_BLOCK_SIZE,
     private readonly inFlight = availableParallelism() + 1,
   ) {
@@ -30,36 +35,40 @@ export class GzipBlocks extends Transform {
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
-    this.pending.push(chunk);
-    this.pendingBytes += chunk.length;
-    while (this.pendingBytes >= this.blockSize) this.cut(this.blockSize);
+    let offset = 0;
+    while (offset < chunk.length) {
+      this.block ??= this.free.pop() ?? Buffer.allocUnsafe(this.blockSize);
+      const n = chunk.copy(this.block, this.fill, offset);
+      this.fill += n;
+      offset += n;
+      if (this.fill === this.blockSize) this.cut();
+    }
     this.drain(this.inFlight - 1).then(() => done(), done);
   }
 
   override _flush(done: TransformCallback): void {
     // Empty input still makes one (empty) member: zero bytes are not a gzip file.
-    if (this.pendingBytes > 0 || this.blocks === 0) this.cut(this.pendingBytes);
+    if (this.fill > 0 || this.blocks === 0) this.cut();
     this.drain(0).then(() => done(), done);
   }
 
-  private cut(n: number): void {
-    const all =
-      this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
-    const block = all.subarray(0, n);
-    const rest = all.subarray(n);
-    this.pending = rest.length > 0 ? [rest] : [];
-    this.pendingBytes = rest.length;
+  private cut(): void {
+    const input = this.block ?? Buffer.alloc(0);
+    const block = input.subarray(0, this.fill);
+    const out = compressLimit(() => this.engine.gzip(block, this.level));
+    out.catch(() => {}); // awaited in order by drain
+    this.queue.push({ input, out });
+    this.block = undefined;
+    this.fill = 0;
     this.blocks += 1;
-    const p = this.engine.gzip(block, this.level);
-    p.catch(() => {}); // awaited in order by drain
-    this.queue.push(p);
   }
 
   /** Emits finished blocks in order until at most `keep` are still compressing. */
   private async drain(keep: number): Promise<void> {
     while (this.queue.length > keep) {
-      const out = await this.queue.shift()!;
-      this.push(out);
+      const { input, out } = this.queue.shift()!;
+      this.push(await out);
+      if (input.length === this.blockSize) this.free.push(input);
     }
   }
 }

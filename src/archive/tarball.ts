@@ -6,7 +6,7 @@ import * as tar from 'tar-stream';
 import { PlateError } from '../errors.js';
 import { EtagHasher, type EtagResult } from '../integrity/etag.js';
 import { GzipBlocks } from './gzip-blocks.js';
-import type { GzipEngine } from './gzip-engine.js';
+import { gzipEngine, type GzipEngine } from './gzip-engine.js';
 
 /** tar rounds every entry up to this. */
 const TAR_BLOCK = 512;
@@ -39,7 +39,7 @@ export interface TarballOptions {
   partSize: number;
   /** gzip level 1–9, or undefined for a plain .tar. */
   level?: number;
-  /** What compresses the gzip blocks (default: libdeflate when built, else zlib). */
+  /** What compresses the gzip blocks (default: the fastest built for the level). */
   engine?: GzipEngine;
   signal?: AbortSignal;
   /**
@@ -146,7 +146,10 @@ export class TarballWriter {
     }
     const out = this.out;
     const stages: NodeJS.ReadWriteStream[] = [];
-    if (opts.level !== undefined) stages.push(new GzipBlocks(opts.level, opts.engine));
+    if (opts.level !== undefined) {
+      const engine = opts.engine ?? gzipEngine(undefined, opts.level);
+      stages.push(new GzipBlocks(opts.level, engine));
+    }
     // Every failure of the pipeline passes here once, so a user sees what it means for them.
     this.done = pipeline(
       this.pack,

@@ -56,7 +56,8 @@ export const archiveCommand: CommandSpec = {
       .option('--compression-level <n>', 'gzip level 1-9', level, DEFAULT_COMPRESSION_LEVEL)
       .option(
         '--gzip-engine <name>',
-        'libdeflate (default when its addon was built at install; compresses ~1.6-1.9x faster) or zlib',
+        'isal, libdeflate or zlib. Default: the fastest built at install for the level: ' +
+          'isal (ISA-L igzip) for levels 1-3, libdeflate for 4-9; zlib if neither was built',
         engineName,
       )
       .option(
@@ -81,7 +82,7 @@ Examples:
       ),
   run: async (flags, signal, reporter): Promise<PlateResult[]> => {
     const f = flags as unknown as ArchiveFlags;
-    const { engine, fallback } = chooseGzipEngine(f.gzipEngine);
+    const { engine, fallback } = chooseGzipEngine(f.gzipEngine, f.compressionLevel);
     if (f.compress && fallback) reporter.note(`imgbackup: ${fallback}`);
     const ctx = await buildContext(f, signal);
     reporter.setTotal(ctx.plates.length);

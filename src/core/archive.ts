@@ -27,7 +27,7 @@ import { CLEANUP_TIMEOUT_MS, type ObjectInfo, type S3Store } from '../s3/store.j
 import { FileUpload, MultipartSink } from '../s3/upload.js';
 import {
   gzipEngine,
-  libdeflateMissing,
+  slowerDefault,
   type GzipEngine,
   type GzipEngineName,
 } from '../archive/gzip-engine.js';
@@ -52,7 +52,7 @@ export interface ArchiveOptions {
   tmpdir: string;
   /** gzip level, 1 (fastest) to 9. */
   level: number;
-  /** What compresses the gzip blocks; by default libdeflate when built, else zlib. */
+  /** What compresses the gzip blocks; by default the fastest one built for the level. */
   engine?: GzipEngine;
   readAhead: ReadAheadOptions;
   log: Logger;
@@ -69,21 +69,21 @@ export interface ArchiveOptions {
 }
 
 /**
- * The gzip engine for a run: the one named, or the default (libdeflate when its addon was built,
- * else zlib, with `fallback` saying why and what to do).
+ * The gzip engine for a run at `level`: the one named, or the fastest one built for the level,
+ * with `fallback` saying what a faster one would need when it is not built.
  */
-export function chooseGzipEngine(name?: GzipEngineName): { engine: GzipEngine; fallback?: string } {
+export function chooseGzipEngine(
+  name: GzipEngineName | undefined,
+  level: number,
+): { engine: GzipEngine; fallback?: string } {
   let engine: GzipEngine;
   try {
-    engine = gzipEngine(name);
+    engine = gzipEngine(name, level);
   } catch (err) {
     throw new UsageError(errorMessage(err));
   }
-  if (name !== undefined || engine.name !== 'zlib') return { engine };
-  return {
-    engine,
-    fallback: `compressing with zlib (~1.6-1.9x the CPU of libdeflate), whose addon is not built (${libdeflateMissing}); apt-get install libdeflate-dev, then npm rebuild`,
-  };
+  const fallback = name === undefined ? slowerDefault(level) : undefined;
+  return fallback ? { engine, fallback } : { engine };
 }
 
 /**

@@ -33,7 +33,12 @@ class PartUploader {
   }
 
   /** Starts part `n` (1-based) once fewer than `queueSize` parts are in flight. */
-  async add(n: number, body: () => Promise<Buffer>, md5: Buffer): Promise<void> {
+  async add(
+    n: number,
+    body: () => Promise<Buffer>,
+    md5: Buffer,
+    release?: (body: Buffer) => void,
+  ): Promise<void> {
     while (this.inFlight.size >= this.queueSize && !this.failure) {
       await Promise.race(this.inFlight);
     }
@@ -41,14 +46,12 @@ class PartUploader {
     this.uploadId ??= this.parts.createMultipart(this.bucket, this.key);
     const p: Promise<void> = this.uploadId
       .then(async (id) => {
-        this.etags[n - 1] = await this.parts.uploadPart(
-          this.bucket,
-          this.key,
-          id,
-          n,
-          await body(),
-          md5,
-        );
+        const buf = await body();
+        try {
+          this.etags[n - 1] = await this.parts.uploadPart(this.bucket, this.key, id, n, buf, md5);
+        } finally {
+          release?.(buf);
+        }
       })
       .catch((err: unknown) => {
         this.failure ??= err;
@@ -124,6 +127,8 @@ export class FileUpload {
   private fh: Promise<FileHandle> | undefined;
   private queued = 0;
   private pump: Promise<void> = Promise.resolve();
+  /** Part buffers whose upload ended, reused for the next parts. */
+  private readonly free: Buffer[] = [];
 
   constructor(
     private readonly store: S3Store,
@@ -189,7 +194,14 @@ export class FileUpload {
   private queue(index: number, length: number, md5: Buffer): void {
     this.queued = index + 1;
     this.pump = this.pump.then(() =>
-      this.parts.add(index + 1, () => this.read(index, length), md5),
+      this.parts.add(
+        index + 1,
+        () => this.read(index, length),
+        md5,
+        (buf) => {
+          if (buf.length === this.input.partSize) this.free.push(buf);
+        },
+      ),
     );
     this.pump.catch(() => {}); // surfaced by finish (or throwIfFailed)
   }
@@ -197,7 +209,10 @@ export class FileUpload {
   private async read(index: number, length: number): Promise<Buffer> {
     const start = index * this.input.partSize;
     this.fh ??= open(this.input.path, 'r');
-    const buf = Buffer.allocUnsafe(length);
+    const buf =
+      length === this.input.partSize
+        ? (this.free.pop() ?? Buffer.allocUnsafe(length))
+        : Buffer.allocUnsafe(length);
     const { bytesRead } = await (await this.fh).read(buf, 0, length, start);
     if (bytesRead !== length) throw new Error(`${this.input.path}: short read at ${start}`);
     return buf;

@@ -73,6 +73,27 @@ for (const name of testServerNames()) {
       assert.equal(r.stdout, '');
     });
 
+    test('2: a gzip engine asked for a level it does not have: one line, nothing written', async () => {
+      const csv = await writePlatesCsv([PLATE_B], await mkdtemp(join(suite.work, 'engine-')));
+      const tmp = await mkdtemp(join(suite.work, 'tmp-'));
+      const r = await runCli(
+        args('archive', csv, [
+          '--tmpdir',
+          tmp,
+          '--gzip-engine',
+          'isal',
+          '--compression-level',
+          '6',
+        ]),
+        serverEnv(suite.server),
+      );
+      assert.equal(r.code, 2, r.stderr + r.stdout);
+      assert.equal(r.stderr.trim().split('\n').length, 1, r.stderr);
+      assert.match(r.stderr, /the isal gzip engine takes levels 1-3, not 6/);
+      assert.equal(r.stdout, '');
+      assert.deepEqual(await readdir(tmp), []);
+    });
+
     test('2: a bad plates CSV', async () => {
       const csv = join(await mkdtemp(join(suite.work, 'badcsv-')), 'plates.csv');
       await writeFile(csv, 'plate_id,wrong_header\n2058,2058\n');

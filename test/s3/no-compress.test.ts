@@ -24,7 +24,7 @@ const T = `${PROJECT}_${BATCH}_${PLATE_B.plateId}`;
 const PLATES = `imaging_analysis/${PROJECT}/plates/`;
 
 for (const name of testServerNames()) {
-  describe(`archive --no-compress, --gzip-engine zlib against ${name}`, () => {
+  describe(`archive --no-compress, other gzip engines and levels against ${name}`, () => {
     const suite = useServer(name, 'imgbackup-plain-');
 
     /** Uploads plate B's sources and archives them with `extra` flags; the run must succeed. */
@@ -102,8 +102,16 @@ for (const name of testServerNames()) {
         assert.deepEqual(await keysUnder(suite.client, live, pre), []);
     });
 
-    test('--gzip-engine zlib: tar xzf rebuilds the sources; verify --deep passes', async () => {
-      const { cold, truth, flags } = await archiveB(['--gzip-engine', 'zlib']);
+    for (const engine of ['zlib', 'libdeflate']) {
+      test(`--gzip-engine ${engine}: tar xzf rebuilds the sources; verify --deep passes`, async () => {
+        const { cold, truth, flags } = await archiveB(['--gzip-engine', engine]);
+        await assertTarballsRebuild(cold, truth, '.tar.gz');
+        await verifyDeep(flags);
+      });
+    }
+
+    test('--compression-level 6 (libdeflate): tar xzf rebuilds the sources; verify --deep passes', async () => {
+      const { cold, truth, flags } = await archiveB(['--compression-level', '6']);
       await assertTarballsRebuild(cold, truth, '.tar.gz');
       await verifyDeep(flags);
     });

@@ -7,8 +7,10 @@ import { Readable } from 'node:stream';
 import { buffer as collect } from 'node:stream/consumers';
 import { describe, test } from 'node:test';
 import { gunzipSync, gzipSync, inflateRawSync } from 'node:zlib';
+import { COMPRESS_SLOTS } from '../../src/archive/compress-queue.js';
 import { GZIP_BLOCK_SIZE, GzipBlocks } from '../../src/archive/gzip-blocks.js';
 import {
+  ENGINE_LEVELS,
   GZIP_ENGINES,
   gzipEngine,
   zlibOptions,
@@ -89,10 +91,39 @@ test('GzipBlocks cuts 1 MiB blocks by default', () => {
   assert.equal(GZIP_BLOCK_SIZE, 1048576);
 });
 
+test('tarballs written at once share COMPRESS_SLOTS: never more blocks compressing than that', async () => {
+  let running = 0;
+  let most = 0;
+  const zlib = gzipEngine('zlib');
+  const counting: GzipEngine = {
+    name: 'zlib',
+    gzip: async (block, level) => {
+      running += 1;
+      most = Math.max(most, running);
+      await new Promise((r) => setTimeout(r, 2));
+      running -= 1;
+      return zlib.gzip(block, level);
+    },
+  };
+  const inputs = [0, 1, 2, 3].map((i) => textLike(40 * 1000, i));
+  // each stream alone may have 8 blocks in flight; four of them would be 32 without the limit
+  const outs = await Promise.all(
+    inputs.map((input) =>
+      collect(Readable.from(chunked(input, () => 700)).pipe(new GzipBlocks(1, counting, 1000, 8))),
+    ),
+  );
+  outs.forEach((out, i) => assert.deepEqual(gunzipSync(out), inputs[i]));
+  assert.equal(most, COMPRESS_SLOTS);
+});
+
 for (const engineName of GZIP_ENGINES) {
   describe(`GzipBlocks (${engineName})`, () => {
     const engine = gzipEngine(engineName);
-    const run = (chunks: Buffer[], level = 6, blockSize?: number, inFlight?: number) =>
+    // A middle and the highest level this engine takes (isa-l: 1-3).
+    const { min, max } = ENGINE_LEVELS[engineName];
+    const mid = Math.min(6, max);
+    const best = max;
+    const run = (chunks: Buffer[], level = mid, blockSize?: number, inFlight?: number) =>
       collect(
         Readable.from(chunks, { objectMode: false }).pipe(
           new GzipBlocks(level, engine, blockSize, inFlight),
@@ -102,7 +133,7 @@ for (const engineName of GZIP_ENGINES) {
     test('1 byte: one member, decoded by zlib and gzip -dc', async () => {
       const input = Buffer.from('x');
       const out = await run([input]);
-      assert.deepEqual(out, await member(engine, input, 6));
+      assert.deepEqual(out, await member(engine, input, mid));
       assert.deepEqual(gunzipSync(out), input);
       assert.deepEqual(gzipDc(out), input);
       assert.equal(members(out).length, 1);
@@ -112,7 +143,7 @@ for (const engineName of GZIP_ENGINES) {
       const input = Buffer.from('abcdef');
       const out = await run(
         [Buffer.alloc(0), input.subarray(0, 2), Buffer.alloc(0), input.subarray(2)],
-        6,
+        mid,
         4,
       );
       assert.deepEqual(members(out), [Buffer.from('abcd'), Buffer.from('ef')]);
@@ -166,7 +197,7 @@ for (const engineName of GZIP_ENGINES) {
           const input = textLike(len, len * 31 + blockSize);
           for (const inFlight of [1, 2, 8]) {
             const chunks = chunked(input, () => 1 + Math.floor(r() * 3 * blockSize));
-            const out = await run(chunks, 6, blockSize, inFlight);
+            const out = await run(chunks, mid, blockSize, inFlight);
             const where = `block ${blockSize}, ${len} bytes, inFlight ${inFlight}`;
             // independent: gzip each block of the input on its own and concatenate
             const blocks: Buffer[] = [];
@@ -176,7 +207,7 @@ for (const engineName of GZIP_ENGINES) {
             assert.equal(blocks.length, Math.ceil(len / blockSize));
             assert.deepEqual(
               out,
-              Buffer.concat(await Promise.all(blocks.map((b) => member(engine, b, 6)))),
+              Buffer.concat(await Promise.all(blocks.map((b) => member(engine, b, mid)))),
               where,
             );
             assert.deepEqual(members(out), blocks, where);
@@ -190,7 +221,7 @@ for (const engineName of GZIP_ENGINES) {
       const input = textLike(50000, 9);
       const out = await run(
         chunked(input, () => 333),
-        9,
+        best,
         1000,
         3,
       );
@@ -202,15 +233,15 @@ for (const engineName of GZIP_ENGINES) {
 
     test('the level is applied', async () => {
       const input = textLike(200000, 5);
-      const fast = await run([input], 1, 1 << 20);
-      const best = await run([input], 9, 1 << 20);
-      assert.deepEqual(fast, await member(engine, input, 1));
-      assert.deepEqual(best, await member(engine, input, 9));
+      const fast = await run([input], min, 1 << 20);
+      const small = await run([input], best, 1 << 20);
+      assert.deepEqual(fast, await member(engine, input, min));
+      assert.deepEqual(small, await member(engine, input, best));
       assert.ok(
-        best.length < fast.length,
-        `level 9 (${best.length} B) < level 1 (${fast.length} B)`,
+        small.length < fast.length,
+        `level ${best} (${small.length} B) < level ${min} (${fast.length} B)`,
       );
-      assert.deepEqual(gunzipSync(best), input);
+      assert.deepEqual(gunzipSync(small), input);
     });
   });
 }

@@ -1,11 +1,18 @@
 // The gzip engines: each block becomes one complete gzip member that zlib and `gzip -dc` decode
-// to the input, at every level; libdeflate is what this build compresses with by default.
+// to the input, at every level; this build compresses with isa-l at levels 1-3 and libdeflate at
+// 4-9 by default.
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import { gunzipSync, gzipSync } from 'node:zlib';
-import { GZIP_ENGINES, gzipEngine, zlibOptions } from '../../src/archive/gzip-engine.js';
+import {
+  ENGINE_LEVELS,
+  GZIP_ENGINES,
+  gzipEngine,
+  slowerDefault,
+  zlibOptions,
+} from '../../src/archive/gzip-engine.js';
 import { imageLike } from '../helpers/fixtures.js';
 
 const csvLike = (n: number) =>
@@ -21,29 +28,53 @@ const inputs: [string, Buffer][] = [
   ['1 MiB CSV-like', csvLike(1024 * 1024)],
 ];
 
-test('libdeflate is the default engine of this build (npm install built its addon)', () => {
-  assert.equal(gzipEngine().name, 'libdeflate');
+test('the default engine of this build is isa-l at levels 1-3 and libdeflate at 4-9 (npm install built the addon with both)', () => {
+  for (let level = 1; level <= 9; level++) {
+    assert.equal(
+      gzipEngine(undefined, level).name,
+      level <= 3 ? 'isal' : 'libdeflate',
+      `level ${level}`,
+    );
+    assert.equal(slowerDefault(level), undefined, `level ${level}: nothing faster is missing`);
+  }
+});
+
+test('an engine asked for a level it does not take is refused, naming the levels it takes', () => {
+  assert.throws(() => gzipEngine('isal', 4), /the isal gzip engine takes levels 1-3, not 4/);
+  assert.throws(() => gzipEngine('libdeflate', 10), /takes levels 1-9, not 10/);
+  assert.equal(gzipEngine('libdeflate', 1).name, 'libdeflate');
+  assert.equal(gzipEngine('zlib', 2).name, 'zlib');
 });
 
 for (const name of GZIP_ENGINES) {
+  const { min, max } = ENGINE_LEVELS[name];
+  const levels = [...new Set([min, Math.min(6, max), max])];
   describe(`gzip engine ${name}`, () => {
     const engine = gzipEngine(name);
     for (const [what, input] of inputs) {
-      test(`${what}: one member that zlib and gzip -dc decode, at levels 1, 6 and 9`, async () => {
-        for (const level of [1, 6, 9]) {
+      test(`${what}: one member that zlib and gzip -dc decode, at levels ${levels.join(', ')}`, async () => {
+        for (const level of levels) {
           const out = await engine.gzip(input, level);
           assert.deepEqual(gunzipSync(out), input, `level ${level}`);
           assert.deepEqual(execFileSync('gzip', ['-dc'], { input: out }), input, `level ${level}`);
+          // tarballSizeBound allows 1 %: even incompressible input must stay well below it
+          const limit = input.length * 1.005 + 64;
+          assert.ok(out.length <= limit, `level ${level}: ${out.length} B > ${limit} B`);
         }
       });
     }
   });
 }
 
-test('libdeflate refuses what is not a buffer and levels it does not have', () => {
-  const engine = gzipEngine('libdeflate');
-  assert.throws(() => engine.gzip('text' as unknown as Buffer, 1), TypeError);
-  assert.throws(() => engine.gzip(Buffer.from('x'), 13), RangeError);
+test('the native engines refuse what is not a buffer and levels they do not have', () => {
+  const libdeflate = gzipEngine('libdeflate');
+  assert.throws(() => libdeflate.gzip('text' as unknown as Buffer, 1), TypeError);
+  assert.throws(() => libdeflate.gzip(Buffer.from('x'), 13), RangeError);
+  const isal = gzipEngine('isal');
+  assert.throws(() => isal.gzip('text' as unknown as Buffer, 1), TypeError);
+  // isa-l's level 0 is another, much weaker, algorithm; 4 does not exist
+  assert.throws(() => isal.gzip(Buffer.from('x'), 0), RangeError);
+  assert.throws(() => isal.gzip(Buffer.from('x'), 4), RangeError);
 });
 
 test('libdeflate compresses about as well as zlib at the same level (within 2 %)', async () => {
@@ -55,4 +86,18 @@ test('libdeflate compresses about as well as zlib at the same level (within 2 %)
     assert.ok(ours <= zlib * 1.02, `level ${level}: ${ours} B vs zlib ${zlib} B`);
     assert.ok(ours < input.length * 0.9, `level ${level} compresses: ${ours} of ${input.length}`);
   }
+});
+
+test('isa-l compresses nearly as well as zlib level 1 (within 5 %), better at level 3', async () => {
+  const engine = gzipEngine('isal');
+  const input = Buffer.concat([imageLike(2 * 1024 * 1024, 3), csvLike(512 * 1024)]);
+  const zlib1 = gzipSync(input, zlibOptions(1)).length;
+  const sizes = [];
+  for (const level of [1, 2, 3]) {
+    const ours = (await engine.gzip(input, level)).length;
+    assert.ok(ours <= zlib1 * 1.05, `level ${level}: ${ours} B vs zlib level 1 ${zlib1} B`);
+    assert.ok(ours < input.length * 0.9, `level ${level} compresses: ${ours} of ${input.length}`);
+    sizes.push(ours);
+  }
+  assert.ok(sizes[2]! < sizes[0]!, `level 3 (${sizes[2]} B) < level 1 (${sizes[0]} B)`);
 });
