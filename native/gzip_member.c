@@ -19,6 +19,8 @@
 #include <isa-l.h>
 #endif
 
+#include "md5_pair.h"
+
 #define MAX_LEVEL 12
 #define ISAL_MAX_LEVEL 3
 
@@ -214,12 +216,112 @@ static napi_value isal_gzip_member(napi_env env, napi_callback_info info) {
 }
 #endif
 
+// md5PairNew(partSize): Buffer — the state of a whole-and-parts md5 (see md5_pair.c).
+static napi_value md5_pair_new(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  int64_t part_size = 0;
+  md5_pair_t st;
+  if (argc < 1 || napi_get_value_int64(env, argv[0], &part_size) != napi_ok || part_size <= 0 ||
+      md5_pair_init(&st, (uint64_t)part_size) != 0) {
+    napi_throw_range_error(env, NULL, "md5PairNew(partSize): a positive multiple of 64");
+    return NULL;
+  }
+  napi_value result;
+  void *copy;
+  napi_create_buffer_copy(env, sizeof st, &st, &copy, &result);
+  return result;
+}
+
+// The state held in argv[0], copied out (a Buffer's bytes need not be aligned for the struct).
+static bool md5_pair_state(napi_env env, napi_value v, md5_pair_t *st, void **where) {
+  bool is_buffer = false;
+  size_t len = 0;
+  napi_is_buffer(env, v, &is_buffer);
+  if (is_buffer) napi_get_buffer_info(env, v, where, &len);
+  if (!is_buffer || len != sizeof *st) return false;
+  memcpy(st, *where, sizeof *st);
+  return st->magic == MD5_PAIR_MAGIC;
+}
+
+static napi_value digest_buffer(napi_env env, const uint8_t d[16]) {
+  napi_value b;
+  void *copy;
+  napi_create_buffer_copy(env, 16, d, &copy, &b);
+  return b;
+}
+
+// md5PairUpdate(state, data): Buffer[] — hashes data; the md5 of each part that ended in it.
+static napi_value md5_pair_update_js(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  md5_pair_t st;
+  void *where;
+  bool is_buffer = false;
+  if (argc >= 2) napi_is_buffer(env, argv[1], &is_buffer);
+  if (argc < 2 || !is_buffer || !md5_pair_state(env, argv[0], &st, &where)) {
+    napi_throw_type_error(env, NULL, "md5PairUpdate(state, buffer)");
+    return NULL;
+  }
+  void *data;
+  size_t len;
+  napi_get_buffer_info(env, argv[1], &data, &len);
+  size_t room = len / st.part_size + 1;
+  uint8_t(*parts)[16] = malloc(room * 16);
+  if (!parts) {
+    napi_throw_error(env, NULL, "md5PairUpdate: out of memory");
+    return NULL;
+  }
+  size_t n = md5_pair_update(&st, data, len, parts);
+  memcpy(where, &st, sizeof st);
+  napi_value result;
+  napi_create_array_with_length(env, n, &result);
+  for (size_t i = 0; i < n; i++) napi_set_element(env, result, (uint32_t)i, digest_buffer(env, parts[i]));
+  free(parts);
+  return result;
+}
+
+// md5PairFinal(state): [whole md5, last part's md5 or null]; the state is spent.
+static napi_value md5_pair_final_js(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  napi_get_cb_info(env, info, &argc, argv, NULL, NULL);
+  md5_pair_t st;
+  void *where;
+  if (argc < 1 || !md5_pair_state(env, argv[0], &st, &where)) {
+    napi_throw_type_error(env, NULL, "md5PairFinal(state)");
+    return NULL;
+  }
+  uint8_t whole[16], part[16];
+  int has_part = md5_pair_final(&st, whole, part);
+  st.magic = 0;  // spent: a later update or final throws instead of hashing on
+  memcpy(where, &st, sizeof st);
+  napi_value result, last;
+  napi_create_array_with_length(env, 2, &result);
+  napi_set_element(env, result, 0, digest_buffer(env, whole));
+  if (has_part) {
+    last = digest_buffer(env, part);
+  } else {
+    napi_get_null(env, &last);
+  }
+  napi_set_element(env, result, 1, last);
+  return result;
+}
+
 NAPI_MODULE_INIT() {
   napi_value fn, version;
   napi_create_function(env, "gzipMember", NAPI_AUTO_LENGTH, gzip_member, NULL, &fn);
   napi_set_named_property(env, exports, "gzipMember", fn);
   napi_create_string_utf8(env, LIBDEFLATE_VERSION_STRING, NAPI_AUTO_LENGTH, &version);
   napi_set_named_property(env, exports, "libdeflateVersion", version);
+  napi_create_function(env, "md5PairNew", NAPI_AUTO_LENGTH, md5_pair_new, NULL, &fn);
+  napi_set_named_property(env, exports, "md5PairNew", fn);
+  napi_create_function(env, "md5PairUpdate", NAPI_AUTO_LENGTH, md5_pair_update_js, NULL, &fn);
+  napi_set_named_property(env, exports, "md5PairUpdate", fn);
+  napi_create_function(env, "md5PairFinal", NAPI_AUTO_LENGTH, md5_pair_final_js, NULL, &fn);
+  napi_set_named_property(env, exports, "md5PairFinal", fn);
 #ifdef WITH_ISAL
   napi_create_function(env, "isalGzipMember", NAPI_AUTO_LENGTH, isal_gzip_member, NULL, &fn);
   napi_set_named_property(env, exports, "isalGzipMember", fn);

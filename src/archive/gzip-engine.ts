@@ -1,6 +1,6 @@
-import { createRequire } from 'node:module';
 import { promisify } from 'node:util';
 import { gzip as gzipCb } from 'node:zlib';
+import { native } from '../native/addon.js';
 
 const zlibGzip = promisify(gzipCb);
 
@@ -46,27 +46,6 @@ const zlibEngine: GzipEngine = {
   gzip: (block, level) =>
     zlibGzip(block, { ...zlibOptions(level), chunkSize: block.length + ZLIB_OUTPUT_SLACK }),
 };
-
-interface NativeGzip {
-  gzipMember(block: Buffer, level: number): Promise<Buffer>;
-  libdeflateVersion: string;
-  /** Only when the addon was built with ISA-L (libisal-dev at install). */
-  isalGzipMember?: (block: Buffer, level: number) => Promise<Buffer>;
-  isalVersion?: string;
-}
-
-/** The addon `npm install` builds from native/ (node-gyp); absent if libdeflate-dev was missing. */
-function loadNative(): { addon?: NativeGzip; why?: string } {
-  try {
-    const require = createRequire(import.meta.url);
-    // dist/src/archive/ → the package root's build/
-    return { addon: require('../../../build/Release/imgbackup_gzip.node') as NativeGzip };
-  } catch (err) {
-    return { why: (err as Error).message.split('\n')[0] ?? String(err) };
-  }
-}
-
-const native = loadNative();
 
 /** Why the libdeflate engine is not available, or undefined when it is. */
 export const libdeflateMissing: string | undefined = native.addon ? undefined : native.why;

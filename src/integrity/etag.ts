@@ -1,4 +1,5 @@
 import { createHash, type Hash } from 'node:crypto';
+import { native } from '../native/addon.js';
 
 /** The aws CLI's default chunk size; the old script's ETags were made with it, so we start there. */
 export const BASE_PART_SIZE = 8 * 1024 * 1024;
@@ -27,31 +28,59 @@ export interface EtagResult {
   size: number;
 }
 
+/** Who hashes: the addon's paired md5 (both sums in one pass), or Node's crypto (twice). */
+export type Md5Impl = 'native' | 'node';
+
+/**
+ * The paired md5 works on whole 64-byte blocks, so parts must be a multiple of 64 (all real
+ * part sizes are: 8 MiB doubled); other part sizes (tests) hash with Node's crypto.
+ */
+export function defaultMd5Impl(partSize: number): Md5Impl {
+  return native.addon && partSize > 0 && partSize % 64 === 0 ? 'native' : 'node';
+}
+
 /**
  * Computes the md5 and the S3 ETag of a byte stream as it is written, for a fixed part size.
  * An object of at most one part is uploaded with a single PUT, whose ETag is the plain md5;
- * a larger one gets md5(concat(part md5s)) + "-" + partCount.
+ * a larger one gets md5(concat(part md5s)) + "-" + partCount. Natively both md5s are computed
+ * in one pass, interleaved (~0.6x the CPU of hashing the bytes twice).
  */
 export class EtagHasher {
-  private readonly whole = createHash('md5');
-  private part: Hash = createHash('md5');
+  private readonly whole: Hash | undefined;
+  private part: Hash | undefined;
+  private readonly pair: Buffer | undefined;
   private partFill = 0;
   private readonly partMd5s: Buffer[] = [];
   private size = 0;
 
-  constructor(readonly partSize: number) {}
+  constructor(
+    readonly partSize: number,
+    readonly impl: Md5Impl = defaultMd5Impl(partSize),
+  ) {
+    if (impl === 'native') {
+      if (!native.addon) throw new Error(`the native md5 is not built (${native.why})`);
+      this.pair = native.addon.md5PairNew(partSize);
+    } else {
+      this.whole = createHash('md5');
+      this.part = createHash('md5');
+    }
+  }
 
   update(chunk: Buffer): void {
-    this.whole.update(chunk);
     this.size += chunk.length;
+    if (this.pair) {
+      for (const md5 of native.addon!.md5PairUpdate(this.pair, chunk)) this.partMd5s.push(md5);
+      return;
+    }
+    this.whole!.update(chunk);
     let offset = 0;
     while (offset < chunk.length) {
       const take = Math.min(this.partSize - this.partFill, chunk.length - offset);
-      this.part.update(chunk.subarray(offset, offset + take));
+      this.part!.update(chunk.subarray(offset, offset + take));
       this.partFill += take;
       offset += take;
       if (this.partFill === this.partSize) {
-        this.partMd5s.push(this.part.digest());
+        this.partMd5s.push(this.part!.digest());
         this.part = createHash('md5');
         this.partFill = 0;
       }
@@ -64,8 +93,15 @@ export class EtagHasher {
   }
 
   digest(): EtagResult {
-    if (this.partFill > 0 || this.partMd5s.length === 0) this.partMd5s.push(this.part.digest());
-    const md5 = this.whole.digest('hex');
+    let md5: string;
+    if (this.pair) {
+      const [whole, last] = native.addon!.md5PairFinal(this.pair);
+      if (last) this.partMd5s.push(last);
+      md5 = whole.toString('hex');
+    } else {
+      if (this.partFill > 0 || this.partMd5s.length === 0) this.partMd5s.push(this.part!.digest());
+      md5 = this.whole!.digest('hex');
+    }
     const partMd5s = this.partMd5s;
     const etag =
       partMd5s.length === 1
@@ -75,8 +111,12 @@ export class EtagHasher {
   }
 }
 
-export function etagOf(data: Buffer, partSize = partSizeFor(data.length)): EtagResult {
-  const h = new EtagHasher(partSize);
+export function etagOf(
+  data: Buffer,
+  partSize = partSizeFor(data.length),
+  impl: Md5Impl = defaultMd5Impl(partSize),
+): EtagResult {
+  const h = new EtagHasher(partSize, impl);
   h.update(data);
   return h.digest();
 }

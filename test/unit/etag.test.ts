@@ -5,6 +5,7 @@ import { createHash, randomBytes } from 'node:crypto';
 import { describe, test } from 'node:test';
 import {
   BASE_PART_SIZE,
+  defaultMd5Impl,
   EtagHasher,
   etagOf,
   isPlainMd5,
@@ -221,6 +222,65 @@ describe('etagOf and EtagHasher', () => {
     h.update(data.subarray(0, 1));
     h.update(data.subarray(1));
     assert.equal(h.digest().etag, expectedEtag(data, 3).etag);
+  });
+});
+
+describe('the paired md5 (native: whole and part in one pass)', () => {
+  test('is what this build uses for every real part size, and not for the others', () => {
+    assert.equal(defaultMd5Impl(8 * MiB), 'native');
+    assert.equal(defaultMd5Impl(partSizeFor(300e9)), 'native');
+    assert.equal(defaultMd5Impl(64), 'native');
+    assert.equal(defaultMd5Impl(5), 'node');
+    assert.equal(defaultMd5Impl(100), 'node');
+    assert.throws(() => new EtagHasher(100, 'native'), RangeError);
+  });
+
+  test('matches the S3 rule computed here, at every length around block and part ends', () => {
+    const data = bytes(3 * 4096 + 200, 21);
+    for (const partSize of [64, 128, 4096]) {
+      const lengths = new Set([0, 1, 55, 56, 63, 64, 65, 127, 128, 129]);
+      for (const k of [1, 2, 3])
+        for (const d of [-65, -64, -1, 0, 1, 64]) lengths.add(k * partSize + d);
+      for (const n of lengths) {
+        if (n < 0 || n > data.length) continue;
+        const slice = data.subarray(0, n);
+        const r = etagOf(slice, partSize, 'native');
+        const want = expectedEtag(slice, partSize);
+        const where = `part ${partSize}, ${n} bytes`;
+        assert.equal(r.md5, md5hex(slice), where);
+        assert.deepEqual(r.partMd5s, want.parts, where);
+        assert.equal(r.etag, want.etag, where);
+        assert.equal(r.size, n, where);
+      }
+    }
+  });
+
+  test("gives the same result as Node's crypto whatever the chunking (8 MiB parts)", () => {
+    const data = randomBytes(2 * 8 * MiB + 12345);
+    const sizes = [1, 63, 64, 65, 0, 4096, 1 << 20, 3 * MiB + 7, 8 * MiB, 9 * MiB];
+    for (let rotate = 0; rotate < sizes.length; rotate += 3) {
+      const h = new EtagHasher(8 * MiB, 'native');
+      const seen: number[] = [];
+      let off = 0;
+      for (let i = rotate; off < data.length; i++) {
+        const n = sizes[i % sizes.length]!;
+        h.update(data.subarray(off, Math.min(off + n, data.length)));
+        off += n;
+        seen.push(h.completedParts.length);
+      }
+      const native = h.digest();
+      assert.deepEqual(native, etagOf(data, 8 * MiB, 'node'), `rotation ${rotate}`);
+      assert.match(native.etag, /-3$/);
+      // parts are reported as soon as they end, not only at the end
+      assert.ok(seen.includes(1) && seen.includes(2), `parts as they end: ${seen.join(',')}`);
+    }
+  });
+
+  test('a finished state refuses more bytes instead of hashing on', () => {
+    const h = new EtagHasher(64, 'native');
+    h.update(Buffer.from('abc'));
+    assert.equal(h.digest().md5, '900150983cd24fb0d6963f7d28e17f72');
+    assert.throws(() => h.update(Buffer.from('d')), TypeError);
   });
 });
 
