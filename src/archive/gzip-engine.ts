@@ -74,7 +74,9 @@ export function gzipEngine(name?: GzipEngineName, level?: number): GzipEngine {
     level === undefined || (level >= ENGINE_LEVELS[e].min && level <= ENGINE_LEVELS[e].max);
   if (name !== undefined && !takes(name)) {
     const { min, max } = ENGINE_LEVELS[name];
-    throw new Error(`the ${name} gzip engine takes levels ${min}-${max}, not ${level}`);
+    throw new Error(
+      `the ${name} gzip engine takes levels ${min}-${max}, not ${level}: change the level, or leave the engine out to get the fastest one for the level`,
+    );
   }
   const isal = addon?.isalGzipMember;
   if (name === 'isal' || (name === undefined && isal && takes('isal'))) {
