@@ -238,9 +238,10 @@ export async function archivePlate(
         listed
           .filter((l) => t.sources.includes(l.source))
           .reduce((n, l) => n + l.objects.reduce((m, o) => m + o.size, 0), 0);
-      // Smallest first: its upload then finishes while the largest is written, and the plate
-      // ends with one tarball's upload to wait for, not two.
-      const order = [...L.tarballs].sort((a, b) => bytesOf(a) - bytesOf(b));
+      // Largest first: its upload's end (the last parts, then Complete, which takes S3 a while
+      // for a big object) overlaps the writing of the smaller one, and the plate ends with the
+      // small tarball's short upload to wait for.
+      const order = [...L.tarballs].sort((a, b) => bytesOf(b) - bytesOf(a));
       for (const t of order) {
         const tListed = listed.filter((l) => t.sources.includes(l.source));
         const tb = await buildTarball(store, opts, L, t, tListed, plate.plateId, log);
