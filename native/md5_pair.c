@@ -104,7 +104,7 @@ static void finish(const uint32_t s_in[4], const uint8_t *tail, size_t n, uint64
   memcpy(s, s_in, sizeof s);
   memcpy(unused, MD5_INIT, sizeof unused);
   uint8_t pad[128] = {0};
-  memcpy(pad, tail, n);
+  if (n > 0) memcpy(pad, tail, n);  // tail is NULL when n is 0
   pad[n] = 0x80;
   size_t blocks = n < 56 ? 1 : 2;
   uint64_t bits = length * 8;
