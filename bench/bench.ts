@@ -556,7 +556,23 @@ async function main(): Promise<void> {
   const topHelp = cliHelp(['--help']);
   const hasVerify = /^\s+verify\b/m.test(topHelp);
   const hasLevel = archiveHelp.includes('--compression-level');
-  const hasStream = /--stream\b/.test(archiveHelp);
+  /** An extra imgbackup run with `flags`, run only if `has` (the CLI has them) and not --skip-extra. */
+  const extra = (
+    suffix: string,
+    what: string,
+    bucket: string,
+    flags: string[],
+    has: boolean,
+    lacks: string,
+  ): Variant => ({
+    name: `imgbackup ${suffix}`,
+    description: `imgbackup archive ${what}`,
+    cold: `bench-cold-imgbackup-${bucket}`,
+    cmd: process.execPath,
+    args: imgbackupArgs(`bench-cold-imgbackup-${bucket}`, flags),
+    isImgbackup: true,
+    ...(opts.skipExtra ? { skip: '--skip-extra' } : has ? {} : { skip: `archive has ${lacks}` }),
+  });
   const variants: Variant[] = [
     {
       name: 'imgbackup',
@@ -566,71 +582,46 @@ async function main(): Promise<void> {
       args: imgbackupArgs('bench-cold-imgbackup'),
       isImgbackup: true,
     },
-    {
-      name: 'imgbackup -l6',
-      description: 'imgbackup archive --compression-level 6',
-      cold: 'bench-cold-imgbackup-l6',
-      cmd: process.execPath,
-      args: imgbackupArgs('bench-cold-imgbackup-l6', ['--compression-level', '6']),
-      isImgbackup: true,
-      ...(opts.skipExtra
-        ? { skip: '--skip-extra' }
-        : hasLevel
-          ? {}
-          : { skip: 'archive has no --compression-level' }),
-    },
-    {
-      name: 'imgbackup --stream',
-      description: 'imgbackup archive --stream',
-      cold: 'bench-cold-imgbackup-stream',
-      cmd: process.execPath,
-      args: imgbackupArgs('bench-cold-imgbackup-stream', ['--stream']),
-      isImgbackup: true,
-      ...(opts.skipExtra
-        ? { skip: '--skip-extra' }
-        : hasStream
-          ? {}
-          : { skip: 'archive has no --stream yet' }),
-    },
-    {
-      name: 'imgbackup --no-compress',
-      description: 'imgbackup archive --no-compress (plain .tar)',
-      cold: 'bench-cold-imgbackup-plain',
-      cmd: process.execPath,
-      args: imgbackupArgs('bench-cold-imgbackup-plain', ['--no-compress']),
-      isImgbackup: true,
-      ...(opts.skipExtra
-        ? { skip: '--skip-extra' }
-        : /--no-compress\b/.test(archiveHelp)
-          ? {}
-          : { skip: 'archive has no --no-compress' }),
-    },
-    {
-      name: 'imgbackup libdeflate',
-      description: 'imgbackup archive --gzip-engine libdeflate (instead of isa-l at level 1)',
-      cold: 'bench-cold-imgbackup-libdeflate',
-      cmd: process.execPath,
-      args: imgbackupArgs('bench-cold-imgbackup-libdeflate', ['--gzip-engine', 'libdeflate']),
-      isImgbackup: true,
-      ...(opts.skipExtra
-        ? { skip: '--skip-extra' }
-        : /--gzip-engine\b[\s\S]*\bisal\b/.test(archiveHelp)
-          ? {}
-          : { skip: 'archive has no isal gzip engine' }),
-    },
-    {
-      name: 'imgbackup zlib',
-      description: 'imgbackup archive --gzip-engine zlib (Node zlib instead of isa-l)',
-      cold: 'bench-cold-imgbackup-zlib',
-      cmd: process.execPath,
-      args: imgbackupArgs('bench-cold-imgbackup-zlib', ['--gzip-engine', 'zlib']),
-      isImgbackup: true,
-      ...(opts.skipExtra
-        ? { skip: '--skip-extra' }
-        : /--gzip-engine\b/.test(archiveHelp)
-          ? {}
-          : { skip: 'archive has no --gzip-engine' }),
-    },
+    extra(
+      '-l6',
+      '--compression-level 6',
+      'l6',
+      ['--compression-level', '6'],
+      hasLevel,
+      'no --compression-level',
+    ),
+    extra(
+      '--stream',
+      '--stream',
+      'stream',
+      ['--stream'],
+      /--stream\b/.test(archiveHelp),
+      'no --stream yet',
+    ),
+    extra(
+      '--no-compress',
+      '--no-compress (plain .tar)',
+      'plain',
+      ['--no-compress'],
+      /--no-compress\b/.test(archiveHelp),
+      'no --no-compress',
+    ),
+    extra(
+      'libdeflate',
+      '--gzip-engine libdeflate (instead of isa-l at level 1)',
+      'libdeflate',
+      ['--gzip-engine', 'libdeflate'],
+      /--gzip-engine\b[\s\S]*\bisal\b/.test(archiveHelp),
+      'no isal gzip engine',
+    ),
+    extra(
+      'zlib',
+      '--gzip-engine zlib (Node zlib instead of isa-l)',
+      'zlib',
+      ['--gzip-engine', 'zlib'],
+      /--gzip-engine\b/.test(archiveHelp),
+      'no --gzip-engine',
+    ),
     {
       name: 'old aws_backup.sh',
       description:

@@ -3,7 +3,7 @@
 // when the pool is first used, and the ESM loader uses it before an ES module's first line runs.
 // Its default, 4 threads, would cap compression at 4 cores on any machine.
 const { availableParallelism } = require('node:os');
-// Keep in step with THREADPOOL_SIZE in src/archive/compress-queue.ts (a test checks both).
+// Keep in step with THREADPOOL_SIZE in src/archive/compress-limit.ts (a test checks both).
 process.env.UV_THREADPOOL_SIZE ??= String(Math.max(4, availableParallelism() + 3));
 // The SDK's notice about its own future Node support is not the user's business on every run;
 // package-lock pins the SDK version this tool was tested with.

@@ -1,6 +1,5 @@
-import { availableParallelism } from 'node:os';
 import { Transform, type TransformCallback } from 'node:stream';
-import { compressLimit } from './compress-queue.js';
+import { COMPRESS_SLOTS, compressLimit } from './compress-limit.js';
 import { gzipEngine, type GzipEngine } from './gzip-engine.js';
 
 /**
@@ -29,7 +28,7 @@ export class GzipBlocks extends Transform {
     private readonly level: number,
     private readonly engine: GzipEngine = gzipEngine(undefined, level),
     private readonly blockSize = GZIP_BLOCK_SIZE,
-    private readonly inFlight = availableParallelism() + 1,
+    private readonly inFlight = COMPRESS_SLOTS,
   ) {
     super();
   }

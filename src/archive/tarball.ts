@@ -6,7 +6,7 @@ import * as tar from 'tar-stream';
 import { PlateError } from '../errors.js';
 import { EtagHasher, type EtagResult } from '../integrity/etag.js';
 import { GzipBlocks } from './gzip-blocks.js';
-import { gzipEngine, type GzipEngine } from './gzip-engine.js';
+import type { GzipEngine } from './gzip-engine.js';
 
 /** tar rounds every entry up to this. */
 const TAR_BLOCK = 512;
@@ -146,10 +146,7 @@ export class TarballWriter {
     }
     const out = this.out;
     const stages: NodeJS.ReadWriteStream[] = [];
-    if (opts.level !== undefined) {
-      const engine = opts.engine ?? gzipEngine(undefined, opts.level);
-      stages.push(new GzipBlocks(opts.level, engine));
-    }
+    if (opts.level !== undefined) stages.push(new GzipBlocks(opts.level, opts.engine));
     // Every failure of the pipeline passes here once, so a user sees what it means for them.
     this.done = pipeline(
       this.pack,

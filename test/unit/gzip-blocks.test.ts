@@ -7,7 +7,7 @@ import { Readable } from 'node:stream';
 import { buffer as collect } from 'node:stream/consumers';
 import { describe, test } from 'node:test';
 import { gunzipSync, gzipSync, inflateRawSync } from 'node:zlib';
-import { COMPRESS_SLOTS } from '../../src/archive/compress-queue.js';
+import { COMPRESS_SLOTS } from '../../src/archive/compress-limit.js';
 import { GZIP_BLOCK_SIZE, GzipBlocks } from '../../src/archive/gzip-blocks.js';
 import {
   ENGINE_LEVELS,

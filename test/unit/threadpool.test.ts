@@ -6,7 +6,7 @@ import { mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'node:test';
-import { THREADPOOL_SIZE } from '../../src/archive/compress-queue.js';
+import { THREADPOOL_SIZE } from '../../src/archive/compress-limit.js';
 import { BIN } from '../helpers/cli.js';
 
 test('the CLI runs with THREADPOOL_SIZE libuv threads, or the UV_THREADPOOL_SIZE the user set', async () => {
