@@ -174,3 +174,23 @@ export function unsafeNameReason(name: string): string | undefined {
   if (CONTROL.test(name)) return 'contains a control character';
   return undefined;
 }
+
+/**
+ * Pairs of keys that `tar x` cannot both bring back: a file `…/a` and a key below `…/a/` (a file
+ * or the folder marker `…/a/`). GNU tar replaces the file with the folder and exits 0, so the
+ * file would be lost silently on restore. Each pair is [file, key below it], sorted by byte order.
+ */
+export function fileFolderClashes(keys: Iterable<string>): [string, string][] {
+  const all = [...keys];
+  const files = new Set(all.filter((k) => !k.endsWith('/')));
+  const out: [string, string][] = [];
+  for (const k of all) {
+    for (let i = k.indexOf('/'); i >= 0 && i < k.length - 1; i = k.indexOf('/', i + 1)) {
+      const parent = k.slice(0, i);
+      if (files.has(parent)) out.push([parent, k]);
+    }
+    if (k.endsWith('/') && files.has(k.slice(0, -1))) out.push([k.slice(0, -1), k]);
+  }
+  const bytes = (p: [string, string]) => Buffer.from(`${p[0]}\n${p[1]}`);
+  return out.sort((a, b) => Buffer.compare(bytes(a), bytes(b)));
+}

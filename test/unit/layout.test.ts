@@ -3,6 +3,7 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 import {
+  fileFolderClashes,
   listingPath,
   outputKeys,
   plateLayout,
@@ -432,5 +433,32 @@ describe('unsafeNameReason', () => {
     ];
     for (const [name, why] of cases)
       assert.equal(unsafeNameReason(name), why, JSON.stringify(name));
+  });
+});
+
+describe('fileFolderClashes', () => {
+  test('a file and a key below it, or its folder marker, clash; siblings and prefixes do not', () => {
+    assert.deepEqual(
+      fileFolderClashes([
+        'p/a',
+        'p/a/b',
+        'p/a/c/d.tif',
+        'p/ab',
+        'p/ab.tif',
+        'p/x/',
+        'p/x',
+        'p/y/',
+        'p/y/z',
+        'p/plain.tif',
+      ]),
+      [
+        ['p/a', 'p/a/b'],
+        ['p/a', 'p/a/c/d.tif'],
+        ['p/x', 'p/x/'],
+      ],
+    );
+  });
+  test('none in an ordinary plate', () => {
+    assert.deepEqual(fileFolderClashes(['p/a/', 'p/a/b', 'p/a/c', 'p/b']), []);
   });
 });
