@@ -8,7 +8,7 @@ import { CLEANUP_TIMEOUT_MS, httpStatus, s3ErrorCode, type S3Store } from './sto
 /**
  * What an upload tells its caller about the key it writes, so failure cleanup removes only our
  * own object: `sent` once the final write (Complete, or the single PUT) was sent, after which
- * the object there may be ours; `taken` when another object holds the key (never ours).
+ * the object there may be ours; `taken` when nothing there is ours (another writer's object).
  */
 export interface KeyClaim {
   sent: boolean;
@@ -144,15 +144,19 @@ class PartUploader {
         there.size === this.bytes &&
         (there.etag === etag || (md5 !== undefined && there.etag === md5));
       if (!ours) {
-        if (this.claim) this.claim.taken = true;
+        if (this.claim) this.claim.taken = true; // nothing there is ours: cleanup leaves the key
         if (status === 412) await this.abort(); // our parts are still there, billed until aborted
         this.uploadId = undefined;
+        const answered = status === 412 ? '412' : 'NoSuchUpload';
+        if (!there) {
+          throw new PlateError(
+            `s3://${this.bucket}/${this.key}: CompleteMultipartUpload answered ${answered} and no object is there (another writer, or our upload aborted by someone else); re-run archive`,
+          );
+        }
         throw new KeyTakenError(
           this.bucket,
           this.key,
-          there
-            ? `CompleteMultipartUpload answered ${status === 412 ? '412' : 'NoSuchUpload'}; the object there has ${there.size} bytes, ETag ${there.etag}, ours ${this.bytes} bytes, ETag ${etag}`
-            : `CompleteMultipartUpload answered NoSuchUpload and no object is there`,
+          `CompleteMultipartUpload answered ${answered}; the object there has ${there.size} bytes, ETag ${there.etag}, ours ${this.bytes} bytes, ETag ${etag}`,
         );
       }
     }
