@@ -341,7 +341,23 @@ for (const name of testServerNames()) {
         m.set(`${sourcePrefixes(p)[0]}huge.tiff`, imageLike(40 * 1024 * 1024, 7));
         return m;
       });
-      void live;
+      // Killed at its first upload part: mid-plate, lock held, marker written.
+      let onPid = (_: number) => {};
+      const pidKnown = new Promise<number>((resolve) => (onPid = resolve));
+      let onKilled = () => {};
+      const killed = new Promise<void>((resolve) => (onKilled = resolve));
+      let done = false;
+      const proxy = await startFaultProxy(suite.server.endpoint, {
+        rate: 0,
+        onRequest: async (req) => {
+          if (done || req.method !== 'PUT' || !query(req).has('partNumber')) return;
+          const pid = await pidKnown;
+          if (done) return;
+          done = true;
+          process.kill(pid, 'SIGKILL');
+          onKilled();
+        },
+      });
       // After exec, sleep is imgbackup's parent, and sleep never waits for a child.
       const q = (s: string) => `'${s.replace(/'/g, `'\\''`)}'`;
       const cmd = `${q(process.execPath)} ${q(BIN)} ${args.map(q).join(' ')} >/dev/null 2>&1 & echo $!; exec sleep 600`;
@@ -352,28 +368,25 @@ for (const name of testServerNames()) {
           AWS_CONFIG_FILE: '/nonexistent',
           AWS_SHARED_CREDENTIALS_FILE: '/nonexistent',
           ...serverEnv(suite.server),
+          AWS_ENDPOINT_URL: proxy.endpoint,
         },
         stdio: ['ignore', 'pipe', 'ignore'],
       });
       try {
-        const pid = await new Promise<number>((resolve) =>
+        const child = await new Promise<number>((resolve) =>
           parent.stdout.once('data', (d: Buffer) => resolve(Number(d.toString().trim()))),
         );
-        const lock = join(tmp, `${tag(P)}.lock`);
-        const deadline = Date.now() + 60_000;
-        while (!existsSync(lock) && Date.now() < deadline)
-          await new Promise((r) => setTimeout(r, 20));
-        assert.ok(existsSync(lock), 'the first run took its lock');
-        await new Promise((r) => setTimeout(r, 300)); // mid-plate: writing its first tarball
-        process.kill(pid, 'SIGKILL');
+        onPid(child);
+        await killed;
         let state = '';
         for (let i = 0; i < 100 && state !== 'Z'; i++) {
           await new Promise((r) => setTimeout(r, 20));
-          const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+          const stat = readFileSync(`/proc/${child}/stat`, 'utf8');
           state = stat.slice(stat.lastIndexOf(')') + 2).split(' ')[0]!;
         }
         assert.equal(state, 'Z', 'the killed run is a zombie (kill(pid, 0) still succeeds on it)');
-        assert.ok(existsSync(lock), 'its lock is left behind');
+        assert.ok(existsSync(join(tmp, `${tag(P)}.lock`)), 'its lock is left behind');
+        assert.ok(await exists(suite.client, live, marker(P)), 'and its in-progress marker');
 
         const again = await runCli(args, serverEnv(suite.server));
         assert.equal(again.code, 0, again.stdout + again.stderr);
@@ -383,6 +396,7 @@ for (const name of testServerNames()) {
         if (name === 'rgw') assert.deepEqual(await openUploads(suite.client, cold), []);
       } finally {
         parent.kill('SIGKILL'); // the sleep; init then reaps the zombie
+        await proxy.close();
       }
     });
 
