@@ -86,6 +86,12 @@ export function holderAlive(h: LockHolder): boolean {
 
 /** A lock file younger than this whose text is not a holder is being written: not stale. */
 const LOCK_WRITE_GRACE_MS = 5_000;
+/** Tries at taking a lock; another run's takeover of a stale lock lasts milliseconds. */
+const LOCK_ATTEMPTS = 50;
+const LOCK_RETRY_MS = 20;
+
+const ageMs = async (path: string) =>
+  Date.now() - ((await stat(path).catch(() => undefined))?.mtimeMs ?? 0);
 
 /**
  * One archive of a plate at a time on this machine: a lock file in the tmpdir naming its holder
@@ -94,7 +100,7 @@ const LOCK_WRITE_GRACE_MS = 5_000;
  */
 export async function lockPlate(tmpdir: string, L: PlateLayout, log: Logger): Promise<PlateLock> {
   const path = join(tmpdir, `${L.tag}.lock`);
-  for (let attempt = 0; attempt < 2; attempt++) {
+  for (let attempt = 0; attempt < LOCK_ATTEMPTS; attempt++) {
     try {
       const fh = await open(path, 'wx');
       await fh.writeFile(`${JSON.stringify(ourHolder())}\n`);
@@ -102,27 +108,52 @@ export async function lockPlate(tmpdir: string, L: PlateLayout, log: Logger): Pr
       return { release: () => rm(path, { force: true }) };
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-      const text = (await readFile(path, 'utf8').catch(() => '')).trim();
-      const holder = parseLock(text);
-      const fresh = async () =>
-        Date.now() - ((await stat(path).catch(() => undefined))?.mtimeMs ?? 0) <
-        LOCK_WRITE_GRACE_MS;
-      if (holder ? holderAlive(holder) : await fresh()) {
-        const who = holder
-          ? `process ${holder.pid}${holder.host ? ` on ${holder.host}` : ' on this machine'}`
-          : 'another run starting now';
-        throw new PlateError(
-          `being archived by ${who} (${path}); wait for it, or remove that lock if no imgbackup is running there`,
-        );
-      }
+    }
+    const text = (await readFile(path, 'utf8').catch(() => '')).trim();
+    const holder = parseLock(text);
+    if (holder ? holderAlive(holder) : (await ageMs(path)) < LOCK_WRITE_GRACE_MS) {
+      const who = holder
+        ? `process ${holder.pid}${holder.host ? ` on ${holder.host}` : ' on this machine'}`
+        : 'another run starting now';
+      throw new PlateError(
+        `being archived by ${who} (${path}); wait for it, or remove that lock if no imgbackup is running there`,
+      );
+    }
+    if (await removeStale(path, text, log)) continue;
+    await new Promise((r) => setTimeout(r, LOCK_RETRY_MS)); // another run is taking it over
+  }
+  throw new PlateError(`cannot take the lock ${path}; remove it if no imgbackup is running`);
+}
+
+/**
+ * Removes the lock at `path` if it still holds `text` (judged stale), under a takeover lock, so
+ * two runs that both found it stale cannot remove each other's fresh lock. False if another run
+ * is taking it over now. A takeover lock left by a run killed during those milliseconds is stale
+ * once older than the grace period.
+ */
+export async function removeStale(path: string, text: string, log: Logger): Promise<boolean> {
+  const takeover = `${path.slice(0, -'.lock'.length)}.takeover.lock`;
+  try {
+    await (await open(takeover, 'wx')).close();
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    if ((await ageMs(takeover)) < LOCK_WRITE_GRACE_MS) return false;
+    await rm(takeover, { force: true });
+    return true;
+  }
+  try {
+    const now = (await readFile(path, 'utf8').catch(() => undefined))?.trim();
+    if (now === text) {
       log.warn(
-        { path, holder: holder ?? text },
+        { path, holder: parseLock(text) ?? text },
         'removing a stale lock left by an interrupted run',
       );
       await rm(path, { force: true });
     }
+    return true; // gone, or replaced: look again
+  } finally {
+    await rm(takeover, { force: true });
   }
-  throw new PlateError(`cannot take the lock ${path}; remove it if no imgbackup is running`);
 }
 
 /** Tarballs left in the tmpdir by an interrupted run of this plate (we hold its lock). */
