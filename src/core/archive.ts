@@ -23,8 +23,14 @@ import {
 import { plateLogger, type Logger } from '../log/log.js';
 import type { PlateRow } from '../plates/plates-csv.js';
 import { ArchivedObjectError, objectChunks, readObject } from '../s3/read-object.js';
-import { CLEANUP_TIMEOUT_MS, type ObjectInfo, type S3Store } from '../s3/store.js';
-import { FileUpload, MultipartSink } from '../s3/upload.js';
+import {
+  CLEANUP_TIMEOUT_MS,
+  httpStatus,
+  s3ErrorCode,
+  type ObjectInfo,
+  type S3Store,
+} from '../s3/store.js';
+import { FileUpload, type KeyClaim, MultipartSink } from '../s3/upload.js';
 import {
   gzipEngine,
   slowerDefault,
@@ -137,6 +143,7 @@ export function tarEntries(tag: string, listed: ListedSource[]): Entry[] {
 
 interface BuiltTarball {
   layout: TarballLayout;
+  claim: KeyClaim;
   path: string;
   hash: EtagResult;
   tarListing: string;
@@ -167,7 +174,8 @@ export async function archivePlate(
   const interrupted = present[probed.length - 1] === true;
   if (present.slice(0, outputs.length).every(Boolean)) {
     // A run killed after the plate's last output landed leaves its marker and lock behind.
-    const tidied = interrupted && !opts.dryRun && (await tidyCompleted(store, opts.tmpdir, L, log));
+    const tidied =
+      interrupted && !opts.dryRun && (await tidyCompleted(store, opts.tmpdir, L, log, opts.log));
     return {
       ...base,
       status: 'skipped',
@@ -223,15 +231,20 @@ export async function archivePlate(
     throw err;
   });
   const built: BuiltTarball[] = [];
+  const written = new Written();
+  const claims = new Map<TarballLayout, KeyClaim>();
   try {
     // Holding the lock, whatever an earlier run of this plate left is stale: redo it cleanly.
     await removeStaleLocal(opts.tmpdir, L);
-    await abortStaleUploads(store, L, log);
+    await abortStaleUploads(store, L, log, opts.log);
     if (interrupted) {
       log.warn('redoing a plate whose earlier archive run was interrupted');
-      await removeOutputs(store, L, probed.slice(0, -1));
+      // Its marker stays (ours replaces it next), so a failure here still reads as ours.
+      const theirs = probed.filter((k, i) => present[i] && k.key !== L.inProgressKey);
+      const left = await removeOutputs(store, L, theirs, log);
+      if (left) throw new PlateError(`its interrupted run's outputs could not be removed: ${left}`);
     }
-    await store.put(L.bucket, L.inProgressKey, inProgressRecord());
+    await written.put(store, L.bucket, L.inProgressKey, inProgressRecord(), { overwrite: true });
     const uploads: Promise<void>[] = [];
     try {
       const bytesOf = (t: TarballLayout) =>
@@ -244,10 +257,12 @@ export async function archivePlate(
       const order = [...L.tarballs].sort((a, b) => bytesOf(b) - bytesOf(a));
       for (const t of order) {
         const tListed = listed.filter((l) => t.sources.includes(l.source));
-        const tb = await buildTarball(store, opts, L, t, tListed, plate.plateId, log);
+        const claim: KeyClaim = { sent: false, taken: false };
+        claims.set(t, claim);
+        const tb = await buildTarball(store, opts, L, t, tListed, plate.plateId, log, claim);
         built.push(tb);
         // Upload while the next tarball is being written.
-        const up = uploadAndCheck(store, L, tb, log);
+        const up = uploadAndCheck(store, L, tb, log, written);
         up.catch(() => {});
         uploads.push(up);
       }
@@ -282,7 +297,7 @@ export async function archivePlate(
     }
     const raw = listed.flatMap((l) => l.objects.map(rawListingLine)).join('');
     const put = (bucket: string, key: string, text: string) =>
-      store.put(bucket, key, text, { ifNoneMatch: true, contentType: 'text/plain; charset=utf-8' });
+      written.put(store, bucket, key, text, { contentType: 'text/plain; charset=utf-8' });
     await put(L.coldBucket, L.untrimmedListingKey, raw);
     await put(L.bucket, L.s3ListingKey, s3Listing);
     await put(L.bucket, L.tarListingKey, sortedTar);
@@ -301,10 +316,16 @@ export async function archivePlate(
       ),
     );
   } catch (err) {
-    // Nothing of ours existed when the plate started, so whatever is there now is this run's
-    // partial output: remove it so a re-run starts clean instead of finding a partial archive.
-    await removeOutputs(store, L, probed);
-    throw err;
+    // Remove this run's partial output so a re-run starts clean instead of finding a partial
+    // archive: what this run wrote, and each tarball whose final write was sent and is not
+    // someone else's. The in-progress marker goes last, once the rest is gone.
+    const tarballs = [...claims]
+      .filter(([, claim]) => claim.sent && !claim.taken)
+      .map(([t]) => ({ bucket: L.coldBucket, key: t.key }));
+    const left = await removeOutputs(store, L, [...tarballs, ...written.keys()], log);
+    if (!left) throw err;
+    if (!(err instanceof PlateError)) log.error({ err }, 'unexpected error');
+    throw new PlateError(`${errorMessage(err)}; and then ${left}`, { cause: err });
   } finally {
     await lock.release();
     release();
@@ -340,12 +361,13 @@ async function tidyCompleted(
   tmpdir: string,
   L: PlateLayout,
   log: Logger,
+  runLog: Logger,
 ): Promise<boolean> {
   const lock = await lockPlate(tmpdir, L, log).catch(() => undefined);
   if (!lock) return false; // another run of this plate is alive: what is there is its own
   try {
     await removeStaleLocal(tmpdir, L);
-    await abortStaleUploads(store, L, log);
+    await abortStaleUploads(store, L, log, runLog);
     const r = await store.deleteBatch(L.bucket, [{ key: L.inProgressKey }]);
     return r.errors.length === 0;
   } finally {
@@ -361,6 +383,7 @@ async function buildTarball(
   listed: ListedSource[],
   plateId: string,
   log: Logger,
+  claim: KeyClaim,
 ): Promise<BuiltTarball> {
   const entries = tarEntries(L.tag, listed);
   const fileEntries = entries.filter(
@@ -375,11 +398,12 @@ async function buildTarball(
   const sink = opts.stream
     ? new MultipartSink(store, L.coldBucket, t.key, partSize, {
         hashedParts: () => writer?.hashedParts ?? [],
+        claim,
       })
     : undefined;
   const upload = sink
     ? undefined
-    : new FileUpload(store, { bucket: L.coldBucket, key: t.key, path, partSize });
+    : new FileUpload(store, { bucket: L.coldBucket, key: t.key, path, partSize, claim });
   writer = new TarballWriter({
     path,
     partSize,
@@ -418,7 +442,7 @@ async function buildTarball(
       .filter((w) => w.type === 'file')
       .map((w) => `${w.name.slice(L.tag.length + 1)}\t${w.size}\n`)
       .join('');
-    return { layout: t, path, hash, tarListing, upload };
+    return { layout: t, claim, path, hash, tarListing, upload };
   } catch (err) {
     await upload?.abort();
     await writer.discard();
@@ -463,19 +487,105 @@ function formatSize(n: number): string {
   return n >= 1e9 ? `${(n / 1e9).toFixed(2)} GB` : `${(n / 1e6).toFixed(1)} MB`;
 }
 
+/**
+ * The outputs this run wrote, or may have written (a write whose answer was lost): failure
+ * cleanup removes only these. A 412 to our If-None-Match: * write with other bytes there means
+ * the object is someone else's: it is not ours to remove.
+ */
+class Written {
+  private readonly all = new Map<string, { bucket: string; key: string }>();
+
+  add(bucket: string, key: string): void {
+    this.all.set(`${bucket}/${key}`, { bucket, key });
+  }
+
+  keys(): { bucket: string; key: string }[] {
+    return [...this.all.values()];
+  }
+
+  async put(
+    store: S3Store,
+    bucket: string,
+    key: string,
+    text: string,
+    opts: { contentType?: string; overwrite?: boolean } = {},
+  ): Promise<void> {
+    this.add(bucket, key);
+    try {
+      await store.put(bucket, key, text, {
+        ...(opts.contentType ? { contentType: opts.contentType } : {}),
+        ifNoneMatch: !opts.overwrite,
+      });
+    } catch (err) {
+      if (httpStatus(err) !== 412) throw err;
+      this.all.delete(`${bucket}/${key}`);
+      throw new PlateError(
+        `s3://${bucket}/${key} was written by someone else during this archive (a 412 to our write, other bytes there); left untouched: check whose it is, then re-run archive`,
+      );
+    }
+  }
+}
+
+/**
+ * Removes `keys` (a plate's outputs), the in-progress marker last and only once every other key
+ * is gone: while any is left, the marker stays, so a re-run knows the partial archive is ours
+ * and redoes it. Returns what could not be removed and what to do, or undefined if all is gone.
+ */
 async function removeOutputs(
   store: S3Store,
   L: PlateLayout,
   keys: { bucket: string; key: string }[],
-) {
+  log: Logger,
+): Promise<string | undefined> {
   const cleanup = store.withSignal(AbortSignal.timeout(CLEANUP_TIMEOUT_MS));
+  const marker = (k: { bucket: string; key: string }) =>
+    k.bucket === L.bucket && k.key === L.inProgressKey;
+  const failed: { url: string; code: string }[] = [];
+  const remove = async (bucket: string, batch: string[]) => {
+    if (batch.length === 0) return;
+    try {
+      const r = await cleanup.deleteBatch(
+        bucket,
+        batch.map((key) => ({ key })),
+      );
+      const gone = new Set(r.deleted);
+      const code = new Map(r.errors.map((e) => [e.key, e.code] as const));
+      for (const key of batch) {
+        if (!gone.has(key))
+          failed.push({ url: `s3://${bucket}/${key}`, code: code.get(key) ?? 'not in the answer' });
+      }
+    } catch (err) {
+      for (const key of batch)
+        failed.push({ url: `s3://${bucket}/${key}`, code: s3ErrorCode(err) });
+    }
+  };
   for (const bucket of [L.coldBucket, L.bucket]) {
-    const mine = keys.filter((k) => k.bucket === bucket).map((k) => ({ key: k.key }));
-    await cleanup.deleteBatch(bucket, mine).catch(() => {});
+    await remove(
+      bucket,
+      keys.filter((k) => k.bucket === bucket && !marker(k)).map((k) => k.key),
+    );
   }
+  const others = failed.length;
+  if (others === 0 && keys.some(marker)) await remove(L.bucket, [L.inProgressKey]);
+  if (failed.length === 0) return undefined;
+  log.error({ failed }, 'failure cleanup could not remove these outputs');
+  const codes = [...new Set(failed.map((f) => f.code))].join(', ');
+  if (others === 0) {
+    return `could not remove its in-progress marker ${failed[0]!.url} (${codes}); harmless: a re-run of archive removes it`;
+  }
+  const kept = keys.some(marker)
+    ? `; s3://${L.bucket}/${L.inProgressKey} is kept, so a re-run of archive removes them and redoes the plate`
+    : '';
+  return `could not remove ${others} of its outputs (${codes}): ${nameSome(failed.map((f) => f.url))}${kept}; or remove them by hand`;
 }
 
-async function uploadAndCheck(store: S3Store, L: PlateLayout, tb: BuiltTarball, log: Logger) {
+async function uploadAndCheck(
+  store: S3Store,
+  L: PlateLayout,
+  tb: BuiltTarball,
+  log: Logger,
+  written: Written,
+) {
   const { key } = tb.layout;
   if (tb.upload) {
     await tb.upload.finish(tb.hash);
@@ -487,21 +597,27 @@ async function uploadAndCheck(store: S3Store, L: PlateLayout, tb: BuiltTarball, 
       `s3://${L.coldBucket}/${key} is missing right after its upload; re-run archive`,
     );
   // S3 answers md5-of-part-md5s-N; some S3-compatible stores answer the whole object's md5.
+  // What is there is not what we wrote (another writer, or a store fault): not ours to remove.
   if (head.etag !== tb.hash.etag && head.etag !== tb.hash.md5) {
+    tb.claim.taken = true;
     throw new PlateError(
-      `s3://${L.coldBucket}/${key}: ETag ${head.etag} after upload, expected ${tb.hash.etag} (md5 ${tb.hash.md5}); the plate's outputs were removed, re-run archive`,
+      `s3://${L.coldBucket}/${key}: ETag ${head.etag} after upload, expected ${tb.hash.etag} (md5 ${tb.hash.md5}); left untouched, the plate's other outputs were removed: check that object, remove it, then re-run archive`,
     );
   }
   if (head.size !== tb.hash.size) {
+    tb.claim.taken = true;
     throw new PlateError(
-      `s3://${L.coldBucket}/${key}: ${head.size} bytes after upload, wrote ${tb.hash.size}; the plate's outputs were removed, re-run archive`,
+      `s3://${L.coldBucket}/${key}: ${head.size} bytes after upload, wrote ${tb.hash.size}; left untouched, the plate's other outputs were removed: check that object, remove it, then re-run archive`,
     );
   }
   log.info({ key, etag: head.etag }, 'tarball uploaded');
-  await store.put(L.coldBucket, tb.layout.md5Key, md5File(tb.hash.md5, tb.layout.fileName), {
-    ifNoneMatch: true,
-  });
-  await store.put(L.coldBucket, tb.layout.etagKey, etagFile(head.etag), { ifNoneMatch: true });
+  await written.put(
+    store,
+    L.coldBucket,
+    tb.layout.md5Key,
+    md5File(tb.hash.md5, tb.layout.fileName),
+  );
+  await written.put(store, L.coldBucket, tb.layout.etagKey, etagFile(head.etag));
 }
 
 /** Names every object of the plate that needs a restore, not just the first one a GET hit. */

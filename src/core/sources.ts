@@ -1,5 +1,10 @@
 import { PlateError } from '../errors.js';
-import { type PlateLayout, type Source, unsafeKeyReason } from '../layout/layout.js';
+import {
+  fileFolderClashes,
+  type PlateLayout,
+  type Source,
+  unsafeKeyReason,
+} from '../layout/layout.js';
 import type { ObjectInfo, S3Store } from '../s3/store.js';
 
 export interface ListedSource {
@@ -34,19 +39,48 @@ export async function listSources(store: S3Store, layout: PlateLayout): Promise<
       objects: (await store.listAll(layout.bucket, source.prefix)).sort(byKeyBytes),
     })),
   );
+  const refused = refusal(listed);
+  if (refused) throw new PlateError(refused);
+  return listed;
+}
+
+/**
+ * Why a plate's listed objects cannot be archived, or undefined if they can: keys that would
+ * escape their folder in the tarball or break a listing line, pairs of keys `tar x` cannot both
+ * restore (a file and a key below it: the folder replaces the file, and tar exits 0), and objects
+ * listed without an ETag (nothing could be proven about them). Every kind found is named.
+ */
+export function refusal(
+  listed: { source: Source; objects: { key: string; etag: string }[] }[],
+): string | undefined {
   const unsafe: string[] = [];
+  const noEtag: string[] = [];
   for (const { source, objects } of listed) {
     for (const o of objects) {
       const why = unsafeKeyReason(source, o.key);
       if (why) unsafe.push(`${o.key} ${why}`);
+      // A folder marker is not archived as bytes, but its ETag is still what S3 always lists.
+      if (o.etag === '') noEtag.push(o.key);
     }
   }
+  const clashes = fileFolderClashes(listed.flatMap((l) => l.objects.map((o) => o.key)));
+  const parts: string[] = [];
   if (unsafe.length > 0) {
-    throw new PlateError(
+    parts.push(
       `source keys that cannot be archived safely: ${nameSome(unsafe)}; rename those objects, then re-run`,
     );
   }
-  return listed;
+  if (clashes.length > 0) {
+    parts.push(
+      `source keys that tar cannot both restore (extracting the folder replaces the file, silently): ${nameSome(clashes.map(([file, below]) => `${file} and ${below}`))}; rename the file or the folder, then re-run`,
+    );
+  }
+  if (noEtag.length > 0) {
+    parts.push(
+      `objects listed without an ETag, so nothing can be proven about them: ${nameSome(noEtag)}; re-run, and if it persists check the store or any proxy in front of it (S3 lists every object with its ETag)`,
+    );
+  }
+  return parts.length > 0 ? parts.join('; ') : undefined;
 }
 
 export function sourceFiles(listed: ListedSource[]): ObjectInfo[] {

@@ -1,8 +1,52 @@
 import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
 import { Writable } from 'node:stream';
+import { PlateError } from '../errors.js';
 import type { EtagResult } from '../integrity/etag.js';
 import { CLEANUP_TIMEOUT_MS, httpStatus, s3ErrorCode, type S3Store } from './store.js';
+
+/**
+ * What an upload tells its caller about the key it writes, so failure cleanup removes only our
+ * own object: `sent` once the final write (Complete, or the single PUT) was sent, after which
+ * the object there may be ours; `taken` when nothing there is ours (another writer's object).
+ */
+export interface KeyClaim {
+  sent: boolean;
+  taken: boolean;
+}
+
+/** Another object holds the key (If-None-Match: * answered 412, and it is not ours). */
+export class KeyTakenError extends PlateError {
+  override name = 'KeyTakenError';
+  constructor(bucket: string, key: string, what: string) {
+    super(
+      `s3://${bucket}/${key} was written by someone else during this archive (${what}); left untouched, not removed: check whose it is, remove it if it is not needed, then re-run archive`,
+    );
+  }
+}
+
+/** A 412 on a single PUT with If-None-Match: * (store.put has already compared the bytes). */
+async function putOnce(
+  store: S3Store,
+  bucket: string,
+  key: string,
+  body: Buffer,
+  md5: Buffer,
+  claim: KeyClaim | undefined,
+): Promise<void> {
+  if (claim) claim.sent = true;
+  try {
+    await store.put(bucket, key, body, { contentMd5: md5, ifNoneMatch: true });
+  } catch (err) {
+    if (httpStatus(err) !== 412) throw err;
+    if (claim) claim.taken = true;
+    throw new KeyTakenError(
+      bucket,
+      key,
+      'the PUT answered 412 and the object there has other bytes',
+    );
+  }
+}
 
 /** Parts uploaded at once per tarball: enough to hide latency; memory is this × part size. */
 export const UPLOAD_QUEUE_SIZE = 4;
@@ -18,6 +62,8 @@ export const UPLOAD_QUEUE_SIZE = 4;
 class PartUploader {
   private uploadId: Promise<string> | undefined;
   private readonly etags: string[] = [];
+  private readonly md5s: Buffer[] = [];
+  private bytes = 0;
   private readonly inFlight = new Set<Promise<void>>();
   private readonly stop = new AbortController();
   private readonly parts: S3Store;
@@ -28,6 +74,7 @@ class PartUploader {
     private readonly bucket: string,
     private readonly key: string,
     private readonly queueSize: number,
+    private readonly claim: KeyClaim | undefined,
   ) {
     this.parts = store.withSignal(AbortSignal.any([store.signal, this.stop.signal]));
   }
@@ -44,9 +91,11 @@ class PartUploader {
     }
     this.throwIfFailed();
     this.uploadId ??= this.parts.createMultipart(this.bucket, this.key);
+    this.md5s[n - 1] = md5;
     const p: Promise<void> = this.uploadId
       .then(async (id) => {
         const buf = await body();
+        this.bytes += buf.length;
         try {
           this.etags[n - 1] = await this.parts.uploadPart(this.bucket, this.key, id, n, buf, md5);
         } finally {
@@ -65,12 +114,18 @@ class PartUploader {
     if (this.failure) throw this.failure;
   }
 
-  /** Waits for the parts in flight, then completes the upload with `If-None-Match: *`. */
-  async complete(): Promise<void> {
+  /**
+   * Waits for the parts in flight, then completes the upload with `If-None-Match: *`. A 412 (or
+   * NoSuchUpload) is a retried Complete whose first attempt succeeded only if the object there
+   * now is ours: our size and multipart ETag (or `md5`, the whole object's, as some stores answer).
+   * Otherwise our upload is aborted and KeyTakenError thrown: the object there is someone else's.
+   */
+  async complete(md5?: string): Promise<void> {
     await Promise.all(this.inFlight);
     this.throwIfFailed();
     if (!this.uploadId) throw new Error(`s3://${this.bucket}/${this.key}: no part was uploaded`);
     const id = await this.uploadId;
+    if (this.claim) this.claim.sent = true;
     try {
       await this.store.completeMultipart(
         this.bucket,
@@ -80,9 +135,30 @@ class PartUploader {
         { ifNoneMatch: true },
       );
     } catch (err) {
-      // A retried Complete whose first attempt succeeded (response lost) answers 412 or
-      // NoSuchUpload; the caller's HEAD + ETag check then tells our object from another.
-      if (httpStatus(err) !== 412 && s3ErrorCode(err) !== 'NoSuchUpload') throw err;
+      const status = httpStatus(err);
+      if (status !== 412 && s3ErrorCode(err) !== 'NoSuchUpload') throw err;
+      const there = await this.store.head(this.bucket, this.key);
+      const etag = `${createHash('md5').update(Buffer.concat(this.md5s)).digest('hex')}-${this.md5s.length}`;
+      const ours =
+        there !== undefined &&
+        there.size === this.bytes &&
+        (there.etag === etag || (md5 !== undefined && there.etag === md5));
+      if (!ours) {
+        if (this.claim) this.claim.taken = true; // nothing there is ours: cleanup leaves the key
+        if (status === 412) await this.abort(); // our parts are still there, billed until aborted
+        this.uploadId = undefined;
+        const answered = status === 412 ? '412' : 'NoSuchUpload';
+        if (!there) {
+          throw new PlateError(
+            `s3://${this.bucket}/${this.key}: CompleteMultipartUpload answered ${answered} and no object is there (another writer, or our upload aborted by someone else); re-run archive`,
+          );
+        }
+        throw new KeyTakenError(
+          this.bucket,
+          this.key,
+          `CompleteMultipartUpload answered ${answered}; the object there has ${there.size} bytes, ETag ${there.etag}, ours ${this.bytes} bytes, ETag ${etag}`,
+        );
+      }
     }
     this.uploadId = undefined; // completed: nothing to abort
   }
@@ -112,6 +188,8 @@ export interface FileUploadInput {
   path: string;
   partSize: number;
   queueSize?: number;
+  /** Told when the final write was sent, and when another object holds the key. */
+  claim?: KeyClaim;
 }
 
 /**
@@ -139,6 +217,7 @@ export class FileUpload {
       input.bucket,
       input.key,
       input.queueSize ?? UPLOAD_QUEUE_SIZE,
+      input.claim,
     );
   }
 
@@ -165,17 +244,14 @@ export class FileUpload {
       }
       if (count === 1) {
         const body = await this.read(0, hash.size);
-        await this.store.put(bucket, key, body, {
-          contentMd5: hash.partMd5s[0]!,
-          ifNoneMatch: true,
-        });
+        await putOnce(this.store, bucket, key, body, hash.partMd5s[0]!, this.input.claim);
         return;
       }
       this.written(hash.size, hash.partMd5s);
       const last = count - 1;
       this.queue(last, hash.size - last * partSize, hash.partMd5s[last]!);
       await this.pump;
-      await this.parts.complete();
+      await this.parts.complete(hash.md5);
     } catch (err) {
       await this.parts.abort();
       throw err;
@@ -239,6 +315,7 @@ export class MultipartSink extends Writable {
   private partNumber = 0;
   private readonly parts: PartUploader;
   private readonly hashedParts: (() => readonly Buffer[]) | undefined;
+  private readonly claim: KeyClaim | undefined;
 
   /**
    * `hashedParts`: the md5 of each part already hashed upstream, at this part size, by whoever
@@ -250,12 +327,19 @@ export class MultipartSink extends Writable {
     private readonly bucket: string,
     private readonly key: string,
     private readonly partSize: number,
-    opts: { queueSize?: number; hashedParts?: () => readonly Buffer[] } = {},
+    opts: { queueSize?: number; hashedParts?: () => readonly Buffer[]; claim?: KeyClaim } = {},
   ) {
     super();
     this.buf = Buffer.allocUnsafe(partSize);
-    this.parts = new PartUploader(store, bucket, key, opts.queueSize ?? UPLOAD_QUEUE_SIZE);
+    this.parts = new PartUploader(
+      store,
+      bucket,
+      key,
+      opts.queueSize ?? UPLOAD_QUEUE_SIZE,
+      opts.claim,
+    );
     this.hashedParts = opts.hashedParts;
+    this.claim = opts.claim;
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
@@ -291,7 +375,7 @@ export class MultipartSink extends Writable {
     if (this.partNumber === 0) {
       const body = this.buf.subarray(0, this.fill);
       const md5 = createHash('md5').update(body).digest();
-      await this.store.put(this.bucket, this.key, body, { contentMd5: md5, ifNoneMatch: true });
+      await putOnce(this.store, this.bucket, this.key, body, md5, this.claim);
       return;
     }
     await this.dispatch();

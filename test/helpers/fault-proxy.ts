@@ -1,6 +1,7 @@
 // A small HTTP proxy between the tool and a test S3 server that injects the faults real S3 and
 // real networks produce: 503 SlowDown, 500 InternalError, connection resets, and GET bodies cut
-// off half way. Faults are drawn from a seeded generator, so a failing run can be replayed.
+// off half way. Faults are drawn from a seeded generator, so a failing run can be replayed. Tests
+// may also hold a request, answer it with a fixed error, or rewrite the server's answer.
 import {
   createServer,
   request,
@@ -31,6 +32,8 @@ export interface FaultProxyOptions {
   onRequest?: (req: IncomingMessage) => void | Promise<void>;
   /** A fixed S3 error answer for matching requests (e.g. an object in an archive tier). */
   answer?: (req: IncomingMessage) => { status: number; code: string; message: string } | undefined;
+  /** Rewrites the server's answer body to matching requests (e.g. a listing missing a field). */
+  rewrite?: (req: IncomingMessage) => ((body: string) => string) | undefined;
 }
 
 function rng(seed: number): () => number {
@@ -108,6 +111,19 @@ export async function startFaultProxy(
         headers: req.headers, // Host kept as signed by the client
       },
       (upRes) => {
+        const edit = opts.rewrite?.(req);
+        if (edit) {
+          const chunks: Buffer[] = [];
+          upRes.on('data', (c: Buffer) => chunks.push(c));
+          upRes.on('end', () => {
+            const body = Buffer.from(edit(Buffer.concat(chunks).toString('utf8')));
+            const headers = { ...upRes.headers, 'content-length': String(body.length) };
+            delete headers['transfer-encoding'];
+            res.writeHead(upRes.statusCode ?? 502, headers);
+            res.end(body);
+          });
+          return;
+        }
         res.writeHead(upRes.statusCode ?? 502, upRes.headers);
         const length = Number(upRes.headers['content-length'] ?? 0);
         if (fault === 'cut' && length > 1) {
