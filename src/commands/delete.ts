@@ -68,6 +68,7 @@ Examples:
       ...(f.logDir ? { logDir: f.logDir } : {}),
       onStart: reporter.onStart,
       onDone: reporter.onDone,
+      onNote: (text) => reporter.note(text),
       onWouldDelete: (plate, bucket, key, size) =>
         reporter.note(`would delete s3://${bucket}/${key} (${size} B) [${plate}]`, 'stdout'),
       confirm: async (t) => {
