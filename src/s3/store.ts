@@ -142,9 +142,15 @@ export class S3Store {
   versioning(bucket: string): Promise<Versioning> {
     let v = this.versionings.get(bucket);
     if (!v) {
-      v = this.client
-        .send(new GetBucketVersioningCommand({ Bucket: bucket }), this.opts())
-        .then((r) => (r.Status === 'Enabled' || r.Status === 'Suspended' ? r.Status : undefined));
+      v = this.client.send(new GetBucketVersioningCommand({ Bucket: bucket }), this.opts()).then(
+        (r) => (r.Status === 'Enabled' || r.Status === 'Suspended' ? r.Status : undefined),
+        (err: unknown) => {
+          if (isAbort(err) || this.signal.aborted) throw err;
+          throw new PlateError(
+            `s3://${bucket}: GetBucketVersioning failed (${s3ErrorCode(err)}); imgbackup must know whether the bucket keeps versions (allow s3:GetBucketVersioning)`,
+          );
+        },
+      );
       // A failed ask (an abort, a network error) is asked again next time, not remembered.
       v.catch(() => this.versionings.delete(bucket));
       this.versionings.set(bucket, v);

@@ -194,5 +194,58 @@ for (const name of testServerNames().filter((n) => n === 'rgw')) {
         assert.deepEqual(now.sort(), theirs.map(([k, u]) => `${k} ${u.versionId}`).sort());
       }
     });
+
+    test('suspended versioning: the null version and the older real ones are deleted by their ids', async () => {
+      const live = await suite.server.newBucket('live');
+      const cold = await suite.server.newBucket('cold');
+      const versioning = (Status: 'Enabled' | 'Suspended') =>
+        suite.client.send(
+          new PutBucketVersioningCommand({
+            Bucket: live,
+            VersioningConfiguration: { Status },
+          }),
+        );
+      await versioning('Enabled');
+      const truth = plateObjects(PLATE_B);
+      const ids = new Map<string, string>();
+      for (const [key, body] of truth) {
+        const r = await suite.client.send(
+          new PutObjectCommand({ Bucket: live, Key: key, Body: body }),
+        );
+        ids.set(key, r.VersionId!);
+      }
+      // Written while suspended: its current version is the null version.
+      await versioning('Suspended');
+      const [images] = sourcePrefixes(PLATE_B) as [string];
+      const nullKey = `${images}written-while-suspended.tif`;
+      await suite.client.send(
+        new PutObjectCommand({ Bucket: live, Key: nullKey, Body: 'suspended\n' }),
+      );
+      ids.set(nullKey, 'null');
+      const dir = await mkdtemp(join(suite.work, 'case-'));
+      const csv = await writePlatesCsv([PLATE_B], dir);
+      const args = plateArgs({ csv, live, cold });
+      const env = serverEnv(suite.server);
+      const a = await runCli(['archive', ...args, '--tmpdir', dir], env);
+      assert.equal(a.code, 0, a.stdout + a.stderr);
+      const etags = (
+        await getBytes(
+          suite.client,
+          live,
+          `projects/${PROJECT}/workspace/backup/${tag(PLATE_B)}_file_etags_s3.txt`,
+        )
+      ).toString('utf8');
+      assert.match(etags, /written-while-suspended\.tif\t10\t[0-9a-f]{32}\tnull\n/);
+      assert.equal((await runCli(['verify', ...args], env)).code, 0);
+      const d = await runCli(['delete', '--yes', ...args], env);
+      assert.equal(d.code, 0, d.stdout + d.stderr);
+      assert.match(d.stdout, new RegExp(`${PLATE_B.plateId}\\s+deleted\\s+${ids.size}\\b`));
+      const left = (
+        await Promise.all(
+          sourcePrefixes(PLATE_B).map((pre) => versionsUnder(suite.client, live, pre)),
+        )
+      ).flat();
+      assert.deepEqual(left, [], 'no version and no delete marker left');
+    });
   });
 }
