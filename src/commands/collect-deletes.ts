@@ -12,11 +12,13 @@ export const collectDeletesCommand: CommandSpec = {
     addCommonOptions(
       program
         .command('collect-deletes')
-        .summary("gather verified plates' delete scripts and a delete plan")
+        .summary('write a delete script and a delete plan of the verified keys')
         .description(
-          "Fetches each verified plate's T_delete_s3.sh and concatenates them into --out, and " +
-            'writes a delete plan (JSON lines: plate, bucket, key, size, etag) of exactly the ' +
-            'verified archive keys. Nothing is written unless every plate is verified.',
+          'Writes --out, a script of `aws s3api delete-objects` lines naming exactly each ' +
+            "verified plate's archived keys (with version ids on a versioned bucket, and ETags), " +
+            'at most 1000 keys a line, for `parallel -a`; and a delete plan (JSON lines: plate, ' +
+            'bucket, key, size, etag, versionId) of the same keys. Both come from the ' +
+            'verification records. Nothing is written unless every plate is verified.',
         ),
     )
       .option('--out <file>', 'concatenated delete script', 'delete_s3.sh')

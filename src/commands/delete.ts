@@ -22,9 +22,10 @@ export const deleteCommand: CommandSpec = {
         .summary('delete exactly the verified archive keys from the live bucket')
         .description(
           'Deletes the keys of each verified plate archive (from its verification record, or ' +
-            '--plan), in batches of 1000, each with its expected ETag. Never deletes a prefix, a ' +
-            "key outside the plate's four sources, or a key changed since the archive. Refuses " +
-            'plates without a passing verification newer than their tarballs.',
+            '--plan), in batches of 1000, each with its expected ETag (and on a versioned bucket ' +
+            'its archived version id, so the bytes are freed and later versions kept). Never ' +
+            "deletes a prefix, a key outside the plate's four sources, or a key changed since the " +
+            'archive. Refuses plates without a passing verification newer than their tarballs.',
         ),
     )
       .option('--dry-run', 'print what would be deleted; change nothing')
@@ -68,6 +69,7 @@ Examples:
       ...(f.logDir ? { logDir: f.logDir } : {}),
       onStart: reporter.onStart,
       onDone: reporter.onDone,
+      onNote: (text) => reporter.note(text),
       onWouldDelete: (plate, bucket, key, size) =>
         reporter.note(`would delete s3://${bucket}/${key} (${size} B) [${plate}]`, 'stdout'),
       confirm: async (t) => {

@@ -2,6 +2,7 @@ import {
   parseEtagListing,
   parseListing,
   oldScriptPath,
+  type EtagEntry,
   type ListingEntry,
 } from '../integrity/listings.js';
 import {
@@ -75,6 +76,11 @@ export interface SourceComparison {
   changed: string[];
   /** In the archive, no longer in the sources. */
   gone: string[];
+  /**
+   * Versioned bucket: overwritten since the archive, but the version archived is still there
+   * (it is in `archived`, by its version id; the later version is never deleted).
+   */
+  superseded: string[];
 }
 
 /**
@@ -98,7 +104,14 @@ export async function compareSources(
   const format = detectFormat(stored, current);
   const rule = pathRule(format);
   const bag = new LineBag(stored);
-  const out: SourceComparison = { format, archived: [], added: [], changed: [], gone: [] };
+  const out: SourceComparison = {
+    format,
+    archived: [],
+    added: [],
+    changed: [],
+    gone: [],
+    superseded: [],
+  };
   for (const o of current) {
     const path = listingPath(o.key);
     if (!bag.take({ path: rule(path), size: o.size })) {
@@ -109,13 +122,45 @@ export async function compareSources(
     const then = etags.get(path);
     // HEAD's Last-Modified has whole seconds, listings may have milliseconds: compare seconds.
     const rewritten = then
-      ? then.etag !== o.etag || then.size !== o.size
+      ? then.etag !== o.etag || then.size !== o.size || otherVersion(then, o)
       : Math.floor(o.lastModified.getTime() / 1000) > Math.floor(archivedAt.getTime() / 1000);
     if (rewritten) out.changed.push(o.key);
     else out.archived.push(o);
   }
   out.gone = bag.lines().map((l) => l.slice(0, l.lastIndexOf('\t')));
+  await keepArchivedVersions(store, L, out, etags);
   return out;
+}
+
+/** The current object is another version than the one archived (both known). */
+const otherVersion = (then: EtagEntry, o: ObjectInfo) =>
+  then.versionId !== undefined && o.versionId !== undefined && then.versionId !== o.versionId;
+
+/**
+ * On a versioned bucket a changed key may still hold the version archived, unchanged: that
+ * version is in the archive and deletable by its id (the later one is kept). Moves such keys
+ * from `changed` to `superseded`, and their archived versions into `archived`.
+ */
+async function keepArchivedVersions(
+  store: S3Store,
+  L: PlateLayout,
+  out: SourceComparison,
+  etags: Map<string, EtagEntry>,
+): Promise<void> {
+  const stillChanged: string[] = [];
+  for (const key of out.changed) {
+    const then = etags.get(listingPath(key));
+    const v = then?.versionId
+      ? await store.head(L.bucket, key, then.versionId).catch(() => undefined)
+      : undefined;
+    if (then && v && v.size === then.size && v.etag === then.etag) {
+      out.archived.push({ ...v, versionId: then.versionId! });
+      out.superseded.push(key);
+    } else {
+      stillChanged.push(key);
+    }
+  }
+  out.changed = stillChanged;
 }
 
 /** An old-script listing is recognised by a key with a space that only its cut path matches. */

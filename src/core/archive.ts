@@ -304,17 +304,18 @@ export async function archivePlate(
     await put(
       L.bucket,
       L.etagListingKey,
-      etagListing(files.map((o) => ({ path: listingPath(o.key), size: o.size, etag: o.etag }))),
-    );
-    // Last: its presence marks the plate's archive complete.
-    await put(
-      L.bucket,
-      L.deleteScriptKey,
-      deleteScript(
-        L.bucket,
-        L.sources.map((s) => s.prefix),
+      etagListing(
+        files.map((o) => ({
+          path: listingPath(o.key),
+          size: o.size,
+          etag: o.etag,
+          ...(o.versionId !== undefined ? { versionId: o.versionId } : {}),
+        })),
       ),
     );
+    // Last: its presence marks the plate's archive complete. It names exactly the keys (and
+    // versions) archived, so running it can never remove what was added or changed since.
+    await put(L.bucket, L.deleteScriptKey, deleteScript(L.bucket, files));
   } catch (err) {
     // Remove this run's partial output so a re-run starts clean instead of finding a partial
     // archive: what this run wrote, and each tarball whose final write was sent and is not

@@ -3,15 +3,14 @@ import { PlateError } from '../errors.js';
 import { unsafeKeyReason, type LayoutOptions, type PlateLayout } from '../layout/layout.js';
 import { plateLogger, type Logger } from '../log/log.js';
 import type { PlateRow } from '../plates/plates-csv.js';
-import type { S3Store } from '../s3/store.js';
+import { deleteScript, DELETE_BATCH } from '../integrity/listings.js';
+import { httpStatus, type DeleteTarget, type ObjectInfo, type S3Store } from '../s3/store.js';
 import { resolveLayout } from './archive-state.js';
 import { poolOptions, runPlates, type PlateResult, type RunOptions } from './pool.js';
 import { checkBuckets } from './preflight.js';
 import { isFolderMarker, nameSome } from './sources.js';
 import { readVerifiedRecord, type VerifiedRecord } from './verify.js';
-
-/** S3 refuses a DeleteObjects call with more keys than this. */
-export const DELETE_BATCH = 1000;
+import { probeConditionalDelete, recheckBatch, needsRecheck } from './conditional-delete.js';
 
 export interface PlanLine {
   plate: string;
@@ -19,6 +18,8 @@ export interface PlanLine {
   key: string;
   size: number;
   etag: string;
+  /** On a versioned bucket: the version archived, the one deleted. */
+  versionId?: string;
 }
 
 interface RunBase extends RunOptions {
@@ -52,9 +53,10 @@ export interface CollectOptions extends RunBase {
 }
 
 /**
- * The runbook's collect step: each plate's delete script concatenated into `out`, and the delete
- * plan (JSON lines of exactly the verified archive's keys) into `planOut`. Both are written only
- * when every plate succeeded, so a partial file is never presented as the whole batch.
+ * The runbook's collect step: a delete script made from each plate's verification record (exactly
+ * the keys, and versions, `delete` would delete; not the plate's own script, which names what was
+ * archived, verified or not), and the delete plan (JSON lines of the same keys). Both are written
+ * only when every plate succeeded, so a partial file is never presented as the whole batch.
  */
 export async function collectDeletes(
   store: S3Store,
@@ -69,12 +71,7 @@ export async function collectDeletes(
       const s = store.withSignal(signal);
       const L = await resolveLayout(s, opts.layout, plate);
       const record = await currentRecord(s, L);
-      const script = await s.getText(L.bucket, L.deleteScriptKey);
-      if (script === undefined)
-        throw new PlateError(
-          `missing s3://${L.bucket}/${L.deleteScriptKey}; run imgbackup archive for this plate`,
-        );
-      scripts.set(plate.plateId, script.endsWith('\n') || script === '' ? script : `${script}\n`);
+      scripts.set(plate.plateId, deleteScript(L.bucket, record.objects));
       plans.set(
         plate.plateId,
         record.objects.map((o) => ({ plate: plate.plateId, bucket: L.bucket, ...o })),
@@ -121,9 +118,10 @@ export function parsePlan(text: string, file: string): PlanLine[] {
           typeof v.plate !== 'string' ||
           typeof v.bucket !== 'string' ||
           typeof v.key !== 'string' ||
-          typeof v.size !== 'number'
+          typeof v.size !== 'number' ||
+          (v.versionId !== undefined && typeof v.versionId !== 'string')
         ) {
-          throw new Error('needs plate, bucket, key, size');
+          throw new Error('needs plate, bucket, key, size (and versionId, if any, a string)');
         }
         return v;
       } catch (err) {
@@ -140,11 +138,15 @@ export interface DeleteOptions extends RunBase {
   confirm: (totals: { plates: number; keys: number; bytes: number }) => Promise<boolean>;
   /** Each key a dry run would delete. */
   onWouldDelete?: (plateId: string, bucket: string, key: string, size: number) => void;
+  /** A line about the whole run (e.g. that the store offers no conditional delete). */
+  onNote?: (text: string) => void;
 }
+
+type PlanKey = DeleteTarget & { size: number; etag: string };
 
 interface PlatePlan {
   L: PlateLayout;
-  keys: { key: string; size: number; etag: string }[];
+  keys: PlanKey[];
   skipped: string[];
   gone: number;
 }
@@ -212,6 +214,8 @@ export async function deletePlates(store: S3Store, opts: DeleteOptions): Promise
       return res;
     });
   }
+  const toDelete = ok.map((r) => plans.get(r.plateId)!);
+  const recheck = await mustRecheck(store, opts, toDelete);
   return runPlates(
     opts.plates,
     async (plate, signal) => {
@@ -222,7 +226,7 @@ export async function deletePlates(store: S3Store, opts: DeleteOptions): Promise
       }
       const plan = plans.get(plate.plateId)!;
       const log = plateLogger(opts.log, plate.plateId, opts.logDir);
-      return executePlan(store.withSignal(signal), plan, plate, log);
+      return executePlan(store.withSignal(signal), plan, plate, log, recheck);
     },
     poolOptions(opts, 'delete'),
   );
@@ -230,7 +234,7 @@ export async function deletePlates(store: S3Store, opts: DeleteOptions): Promise
 
 async function planPlate(store: S3Store, opts: DeleteOptions, plate: PlateRow): Promise<PlatePlan> {
   const L = await resolveLayout(store, opts.layout, plate);
-  let wanted: { key: string; size: number; etag: string; bucket?: string }[];
+  let wanted: { key: string; size: number; etag: string; versionId?: string; bucket?: string }[];
   let record: VerifiedRecord | undefined;
   if (opts.forceUnverified) {
     record = await readVerifiedRecord(store, L);
@@ -261,8 +265,10 @@ async function planPlate(store: S3Store, opts: DeleteOptions, plate: PlateRow): 
     );
   }
   if (opts.plan && record && !opts.forceUnverified) {
-    const verified = new Set(record.objects.map((o) => `${o.key}\t${o.size}\t${o.etag}`));
-    const unverified = wanted.filter((w) => !verified.has(`${w.key}\t${w.size}\t${w.etag}`));
+    const id = (o: { key: string; size: number; etag: string; versionId?: string }) =>
+      `${o.key}\t${o.size}\t${o.etag}\t${o.versionId ?? ''}`;
+    const verified = new Set(record.objects.map(id));
+    const unverified = wanted.filter((w) => !verified.has(id(w)));
     if (unverified.length > 0) {
       throw new PlateError(
         `plan keys not in the verified archive: ${nameSome(unverified.map((u) => u.key))}; make a fresh plan with collect-deletes`,
@@ -270,19 +276,64 @@ async function planPlate(store: S3Store, opts: DeleteOptions, plate: PlateRow): 
     }
   }
   // What is there now: a key that changed since the archive is skipped, never deleted.
-  const now = new Map<string, { size: number; etag: string }>();
+  const now = new Map<string, ObjectInfo>();
   for (const s of L.sources)
     for await (const o of store.list(L.bucket, s.prefix)) now.set(o.key, o);
-  const keys: PlatePlan['keys'] = [];
+  const keys: PlanKey[] = [];
   const skipped: string[] = [];
   let gone = 0;
   for (const w of wanted) {
-    const cur = now.get(w.key);
+    const cur = await archivedNow(store, L.bucket, w, now.get(w.key));
     if (!cur) gone += 1;
     else if (cur.size !== w.size || (w.etag && cur.etag !== w.etag)) skipped.push(w.key);
-    else keys.push({ key: w.key, size: w.size, etag: cur.etag });
+    else
+      keys.push({
+        key: w.key,
+        size: w.size,
+        etag: cur.etag,
+        ...(cur.versionId !== undefined ? { versionId: cur.versionId } : {}),
+      });
   }
   return { L, keys, skipped, gone };
+}
+
+/**
+ * The object a plan line stands for, as it is now: the version archived where one was recorded
+ * (current or not: a version written later is another object, kept), else the current object
+ * (on a versioned bucket with its version id, so the delete frees it instead of hiding it).
+ */
+async function archivedNow(
+  store: S3Store,
+  bucket: string,
+  w: { key: string; versionId?: string },
+  current: ObjectInfo | undefined,
+): Promise<ObjectInfo | undefined> {
+  if (w.versionId === undefined || current?.versionId === w.versionId) return current;
+  return store.head(bucket, w.key, w.versionId).catch((err: unknown) => {
+    // A version id that names a delete marker answers 405: nothing of the archive is there.
+    if (httpStatus(err) === 405) return undefined;
+    throw err;
+  });
+}
+
+/**
+ * Whether each batch's keys must be checked again just before it is sent: only where the store
+ * ignores DeleteObjects' per-key ETag (asked once per run, on a scratch key of ours) and some key
+ * is deleted by name alone (no version id, or the `null` version a later write replaces).
+ */
+async function mustRecheck(
+  store: S3Store,
+  opts: DeleteOptions,
+  plans: PlatePlan[],
+): Promise<boolean> {
+  const first = plans.find((p) => p.keys.some(needsRecheck));
+  if (!first) return false;
+  const honoured = await probeConditionalDelete(store, first.L, opts.log);
+  if (honoured) return false;
+  opts.onNote?.(
+    `s3://${first.L.bucket}: the store offers no conditional delete (it ignores DeleteObjects' ETag); each batch's keys are checked again (HEAD: size, ETag, version) just before it is sent, but a write between that check and the delete is not caught`,
+  );
+  return true;
 }
 
 async function executePlan(
@@ -290,12 +341,21 @@ async function executePlan(
   plan: PlatePlan,
   plate: PlateRow,
   log: Logger,
+  recheck: boolean,
 ): Promise<Omit<PlateResult, 'seconds'>> {
   const errors: string[] = [];
+  const skipped = [...plan.skipped];
+  let gone = plan.gone;
   let deleted = 0;
   let bytes = 0;
   for (let i = 0; i < plan.keys.length; i += DELETE_BATCH) {
-    const batch = plan.keys.slice(i, i + DELETE_BATCH);
+    let batch = plan.keys.slice(i, i + DELETE_BATCH);
+    if (recheck) {
+      const r = await recheckBatch(store, plan.L.bucket, batch);
+      batch = r.unchanged;
+      skipped.push(...r.changed);
+      gone += r.gone;
+    }
     const r = await store.deleteBatch(plan.L.bucket, batch);
     const done = new Set(r.deleted);
     for (const k of batch) {
@@ -304,22 +364,21 @@ async function executePlan(
         bytes += k.size;
       }
     }
-    for (const e of r.errors) errors.push(`${e.key}: ${e.code}${e.message ? ` ${e.message}` : ''}`);
+    for (const e of r.errors) {
+      // The store refused it by its ETag: it changed since the plan, and is rightly kept.
+      if (e.code === 'PreconditionFailed') skipped.push(e.key);
+      else errors.push(`${e.key}: ${e.code}${e.message ? ` ${e.message}` : ''}`);
+    }
   }
-  log.info(
-    { deleted, errors: errors.length, skipped: plan.skipped.length, gone: plan.gone },
-    'delete done',
-  );
+  log.info({ deleted, errors: errors.length, skipped: skipped.length, gone }, 'delete done');
   if (errors.length > 0) {
     throw new PlateError(
       `${errors.length} key(s) not deleted (re-run to finish): ${nameSome(errors)}`,
     );
   }
   const notes = [
-    plan.skipped.length
-      ? `kept ${plan.skipped.length} changed key(s): ${nameSome(plan.skipped)}`
-      : '',
-    plan.gone ? `${plan.gone} already gone` : '',
+    skipped.length ? `kept ${skipped.length} changed key(s): ${nameSome(skipped)}` : '',
+    gone ? `${gone} already gone` : '',
   ].filter(Boolean);
   return {
     plateId: plate.plateId,
@@ -329,6 +388,6 @@ async function executePlan(
     bytesIn: bytes,
     bytesOut: 0,
     ...(notes.length ? { message: notes.join('; ') } : {}),
-    details: { skipped: plan.skipped, gone: plan.gone },
+    details: { skipped, gone },
   };
 }

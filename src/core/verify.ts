@@ -32,7 +32,7 @@ export interface VerifiedRecord {
   format: ListingFormat;
   tarballs: { key: string; etag: string; size: number; lastModified: string }[];
   /** The archived source objects, unchanged when verified: the only keys delete may remove. */
-  objects: { key: string; size: number; etag: string }[];
+  objects: { key: string; size: number; etag: string; versionId?: string }[];
 }
 
 export interface VerifyOptions {
@@ -106,6 +106,10 @@ export async function verifyPlate(
       notes.push(`added since the archive (not archived, never deleted): ${nameSome(cmp.added)}`);
     if (cmp.changed.length)
       notes.push(`changed since the archive (never deleted): ${nameSome(cmp.changed)}`);
+    if (cmp.superseded.length)
+      notes.push(
+        `overwritten since the archive (the archived version is deletable, the later one is kept): ${nameSome(cmp.superseded)}`,
+      );
     if (cmp.gone.length) notes.push(`no longer on S3: ${cmp.gone.length} archived file(s)`);
     if (cmp.added.length || cmp.changed.length)
       log.warn({ added: cmp.added, changed: cmp.changed }, 'sources changed since the archive');
@@ -146,7 +150,12 @@ export async function verifyPlate(
       checks,
       format: cmp.format,
       tarballs,
-      objects: cmp.archived.map((o) => ({ key: o.key, size: o.size, etag: o.etag })),
+      objects: cmp.archived.map((o) => ({
+        key: o.key,
+        size: o.size,
+        etag: o.etag,
+        ...(o.versionId !== undefined ? { versionId: o.versionId } : {}),
+      })),
     };
     await store.put(L.bucket, L.verifiedKey, `${JSON.stringify(record, null, 1)}\n`, {
       contentType: 'application/json',

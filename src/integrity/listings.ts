@@ -29,21 +29,38 @@ export function parseListing(text: string): ListingEntry[] {
   return out;
 }
 
-/** `<path>\t<size>\t<etag>\n`, sorted like the normalized listing. */
-export function etagListing(entries: Iterable<ListingEntry & { etag: string }>): string {
-  const lines = [...entries].map((e) => Buffer.from(`${e.path}\t${e.size}\t${e.etag}\n`, 'utf8'));
+export interface EtagEntry extends ListingEntry {
+  etag: string;
+  /** Only on a versioned bucket: the version archived. */
+  versionId?: string;
+}
+
+/**
+ * `<path>\t<size>\t<etag>\n`, sorted like the normalized listing; on a versioned bucket each
+ * line ends with `\t<version id>` (a key holds no tab: archive refuses control characters).
+ */
+export function etagListing(entries: Iterable<EtagEntry>): string {
+  const lines = [...entries].map((e) =>
+    Buffer.from(
+      `${e.path}\t${e.size}\t${e.etag}${e.versionId !== undefined ? `\t${e.versionId}` : ''}\n`,
+      'utf8',
+    ),
+  );
   lines.sort(Buffer.compare);
   return Buffer.concat(lines).toString('utf8');
 }
 
-export function parseEtagListing(text: string): (ListingEntry & { etag: string })[] {
+/** Reads both forms: three fields (unversioned, and every listing before versions were kept) or four. */
+export function parseEtagListing(text: string): EtagEntry[] {
   return text
     .split('\n')
     .filter(Boolean)
     .map((line) => {
-      const m = /^(.*)\t(\d+)\t([^\t]*)$/.exec(line);
+      const m = /^([^\t]*)\t(\d+)\t([^\t]*)(?:\t([^\t]+))?$/.exec(line);
       if (!m) throw new Error(`not an ETag listing line: ${JSON.stringify(line)}`);
-      return { path: m[1]!, size: Number(m[2]), etag: m[3]! };
+      const e: EtagEntry = { path: m[1]!, size: Number(m[2]), etag: m[3]! };
+      if (m[4] !== undefined) e.versionId = m[4];
+      return e;
     });
 }
 
@@ -93,9 +110,61 @@ export function shellQuote(s: string): string {
   return `'${s.replace(/'/g, `'\\''`)}'`;
 }
 
-/** One `aws s3 rm` line per source prefix (each with its trailing '/'), every argument quoted. */
-export function deleteScript(bucket: string, prefixes: string[]): string {
-  return prefixes
-    .map((p) => `aws s3 rm --recursive ${shellQuote(`s3://${bucket}/${p}`)}\n`)
-    .join('');
+/** One key of a delete script: with a version id, exactly that version is deleted. */
+export interface DeleteScriptKey {
+  key: string;
+  etag?: string;
+  versionId?: string;
+}
+
+/** S3 refuses a DeleteObjects call with more keys than this. */
+export const DELETE_BATCH = 1000;
+/**
+ * Longest script line: `parallel -a` hands each line to `sh -c` as one argument, and Linux
+ * refuses any single argument over 128 KiB (MAX_ARG_STRLEN) with E2BIG.
+ */
+export const DELETE_LINE_MAX_BYTES = 100_000;
+
+/** The JSON object aws s3api delete-objects takes for one key (its ETag makes AWS refuse a changed object). */
+function identifier(k: DeleteScriptKey): string {
+  return JSON.stringify({
+    Key: k.key,
+    ...(k.versionId !== undefined ? { VersionId: k.versionId } : {}),
+    ...(k.etag ? { ETag: `"${k.etag}"` } : {}),
+  });
+}
+
+/**
+ * The delete script: `aws s3api delete-objects` lines naming exactly these keys, at most 1000
+ * keys and DELETE_LINE_MAX_BYTES a line, so `parallel -a` runs one aws process per line. Every
+ * argument is shell-quoted; nothing is a prefix, so nothing added or changed later is swept in.
+ */
+export function deleteScript(bucket: string, keys: DeleteScriptKey[]): string {
+  const head = `aws s3api delete-objects --bucket ${shellQuote(bucket)} --delete `;
+  const open = '{"Objects":[';
+  const close = '],"Quiet":true}';
+  // The line's length, kept as keys are added: quoting turns each ' into four bytes.
+  const quotedBytes = (s: string) => Buffer.byteLength(s) + 3 * (s.split("'").length - 1);
+  const empty = Buffer.byteLength(head) + 2 + quotedBytes(open) + quotedBytes(close) + 1;
+  const lines: string[] = [];
+  let batch: string[] = [];
+  let bytes = empty;
+  const flush = () => {
+    if (batch.length > 0) lines.push(`${head}${shellQuote(`${open}${batch.join(',')}${close}`)}\n`);
+    batch = [];
+    bytes = empty;
+  };
+  for (const k of keys) {
+    const id = identifier(k);
+    const add = quotedBytes(id) + (batch.length > 0 ? 1 : 0);
+    if (batch.length >= DELETE_BATCH || (batch.length > 0 && bytes + add > DELETE_LINE_MAX_BYTES)) {
+      flush();
+      bytes += quotedBytes(id);
+    } else {
+      bytes += add;
+    }
+    batch.push(id);
+  }
+  flush();
+  return lines.join('');
 }

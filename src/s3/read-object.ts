@@ -24,8 +24,9 @@ export class ArchivedObjectError extends PlateError {
 }
 
 /**
- * Streams one object's bytes exactly as listed. The GET carries If-Match with the listed ETag so
- * an object overwritten since the listing fails instead of archiving other bytes; a body cut
+ * Streams one object's bytes exactly as listed. On a versioned bucket the GET names the listed
+ * version; it also carries If-Match with the listed ETag, so an object overwritten since the
+ * listing (unversioned) fails instead of archiving other bytes; a body cut
  * mid-way is resumed with a Range request; the byte count, and the md5 where the ETag is one,
  * are checked at the end so a short, long or corrupted body never reaches the tarball silently.
  */
@@ -39,7 +40,12 @@ export async function* objectChunks(
   let md5 = isPlainMd5(obj.etag) ? createHash('md5') : undefined;
   for (;;) {
     try {
-      const r = await store.get(bucket, obj.key, { ifMatch: obj.etag, start: pos });
+      // The listed version exactly: a version written since cannot slip into the tarball.
+      const r = await store.get(bucket, obj.key, {
+        ifMatch: obj.etag,
+        start: pos,
+        ...(obj.versionId ? { versionId: obj.versionId } : {}),
+      });
       // SSE-KMS ETags are not the md5 of the bytes.
       if (r.encryption === 'aws:kms' || r.encryption === 'aws:kms:dsse') md5 = undefined;
       for await (const c of r.body) {

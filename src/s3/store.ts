@@ -3,16 +3,20 @@ import {
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
   DeleteObjectsCommand,
+  GetBucketVersioningCommand,
   GetObjectCommand,
   HeadBucketCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
+  ListObjectVersionsCommand,
   ListObjectsV2Command,
   PutObjectCommand,
   type S3Client,
   UploadPartCommand,
 } from '@aws-sdk/client-s3';
+import { createHash } from 'node:crypto';
 import { setMaxListeners } from 'node:events';
+import { PlateError } from '../errors.js';
 import { unquoteEtag } from '../integrity/etag.js';
 
 /** SigV4's header for the payload's SHA-256, or this value to leave the payload out. */
@@ -48,6 +52,37 @@ export interface ObjectInfo {
   etag: string;
   lastModified: Date;
   storageClass?: string;
+  /**
+   * On a bucket with versioning enabled or suspended: the version listed (`null` for one written
+   * while versioning was suspended). Absent on an unversioned bucket.
+   */
+  versionId?: string;
+}
+
+/** One key of a DeleteObjects call; with `versionId`, exactly that version is removed. */
+export interface DeleteTarget {
+  key: string;
+  etag?: string;
+  versionId?: string;
+}
+
+/** GetBucketVersioning's Status; undefined for a bucket that never had versioning. */
+export type Versioning = 'Enabled' | 'Suspended' | undefined;
+
+/** Answered for a key a DeleteObjects reply names in neither Deleted nor Errors. */
+export const NOT_IN_ANSWER = 'NotInAnswer';
+
+/**
+ * A listing page that says more follow but gives no way to ask for them: stopping there would be
+ * a silent subset, and a plate proven or deleted from a subset loses data.
+ */
+export class TruncatedListingError extends PlateError {
+  override name = 'TruncatedListingError';
+  constructor(bucket: string, prefix: string, what: string) {
+    super(
+      `s3://${bucket}/${prefix}: the store said the listing is truncated but gave no ${what}; refusing a partial listing (check the endpoint, or retry)`,
+    );
+  }
 }
 
 /** How long cleanup (aborting uploads) may take after the run's own signal has fired. */
@@ -88,6 +123,8 @@ export class S3Store {
   constructor(
     readonly client: S3Client,
     readonly signal: AbortSignal,
+    /** Each bucket's versioning state, asked once per run and shared by every plate's store. */
+    private readonly versionings = new Map<string, Promise<Versioning>>(),
   ) {
     // Every request in flight listens on the signal; dozens at once is normal, not a leak.
     setMaxListeners(0, signal);
@@ -95,7 +132,30 @@ export class S3Store {
 
   /** The same store with requests tied to another signal (a plate's own, or cleanup's). */
   withSignal(signal: AbortSignal): S3Store {
-    return new S3Store(this.client, signal);
+    return new S3Store(this.client, signal, this.versionings);
+  }
+
+  /**
+   * Whether the bucket keeps versions (asked once per run). On such a bucket a delete without a
+   * version id only adds a delete marker, so listings carry version ids and deletes name them.
+   */
+  versioning(bucket: string): Promise<Versioning> {
+    let v = this.versionings.get(bucket);
+    if (!v) {
+      v = this.client.send(new GetBucketVersioningCommand({ Bucket: bucket }), this.opts()).then(
+        (r) => (r.Status === 'Enabled' || r.Status === 'Suspended' ? r.Status : undefined),
+        (err: unknown) => {
+          if (isAbort(err) || this.signal.aborted) throw err;
+          throw new PlateError(
+            `s3://${bucket}: GetBucketVersioning failed (${s3ErrorCode(err)}); imgbackup must know whether the bucket keeps versions (allow s3:GetBucketVersioning)`,
+          );
+        },
+      );
+      // A failed ask (an abort, a network error) is asked again next time, not remembered.
+      v.catch(() => this.versionings.delete(bucket));
+      this.versionings.set(bucket, v);
+    }
+    return v;
   }
 
   private opts(): { abortSignal: AbortSignal } {
@@ -106,10 +166,18 @@ export class S3Store {
     await this.client.send(new HeadBucketCommand({ Bucket: bucket }), this.opts());
   }
 
-  /** Every object under the prefix, page by page (at most 1000 keys a page). */
+  /**
+   * Every object under the prefix, page by page (at most 1000 keys a page). On a versioned bucket
+   * each object's current version, with its version id (keys whose latest is a delete marker are
+   * not there, as ListObjectsV2 would not show them).
+   */
   async *list(bucket: string, prefix: string): AsyncGenerator<ObjectInfo> {
+    if (await this.versioning(bucket)) {
+      yield* this.listCurrentVersions(bucket, prefix);
+      return;
+    }
     let token: string | undefined;
-    do {
+    for (;;) {
       const page = await this.client.send(
         new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
         this.opts(),
@@ -124,8 +192,42 @@ export class S3Store {
           ...(o.StorageClass ? { storageClass: o.StorageClass } : {}),
         };
       }
-      token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token);
+      if (!page.IsTruncated) return;
+      if (!page.NextContinuationToken)
+        throw new TruncatedListingError(bucket, prefix, 'NextContinuationToken');
+      token = page.NextContinuationToken;
+    }
+  }
+
+  private async *listCurrentVersions(bucket: string, prefix: string): AsyncGenerator<ObjectInfo> {
+    let keyMarker: string | undefined;
+    let versionMarker: string | undefined;
+    for (;;) {
+      const page = await this.client.send(
+        new ListObjectVersionsCommand({
+          Bucket: bucket,
+          Prefix: prefix,
+          KeyMarker: keyMarker,
+          VersionIdMarker: versionMarker,
+        }),
+        this.opts(),
+      );
+      for (const v of page.Versions ?? []) {
+        if (v.Key === undefined || !v.IsLatest) continue;
+        yield {
+          key: v.Key,
+          size: v.Size ?? 0,
+          etag: unquoteEtag(v.ETag),
+          lastModified: v.LastModified ?? new Date(0),
+          ...(v.StorageClass ? { storageClass: v.StorageClass } : {}),
+          versionId: v.VersionId ?? 'null',
+        };
+      }
+      if (!page.IsTruncated) return;
+      if (!page.NextKeyMarker) throw new TruncatedListingError(bucket, prefix, 'NextKeyMarker');
+      keyMarker = page.NextKeyMarker;
+      versionMarker = page.NextVersionIdMarker;
+    }
   }
 
   async listAll(bucket: string, prefix: string): Promise<ObjectInfo[]> {
@@ -134,18 +236,21 @@ export class S3Store {
     return out;
   }
 
-  async head(bucket: string, key: string): Promise<ObjectInfo | undefined> {
+  /** The object (or with `versionId`, that version of it); undefined if there is none. */
+  async head(bucket: string, key: string, versionId?: string): Promise<ObjectInfo | undefined> {
     try {
       const r = await this.client.send(
-        new HeadObjectCommand({ Bucket: bucket, Key: key }),
+        new HeadObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }),
         this.opts(),
       );
+      // A version id naming a delete marker answers 405 (an error); a current delete marker, 404.
       return {
         key,
         size: r.ContentLength ?? 0,
         etag: unquoteEtag(r.ETag),
         lastModified: r.LastModified ?? new Date(0),
         ...(r.StorageClass ? { storageClass: r.StorageClass } : {}),
+        ...(r.VersionId ? { versionId: r.VersionId } : {}),
       };
     } catch (err) {
       if (isNotFound(err)) return undefined;
@@ -171,12 +276,13 @@ export class S3Store {
   async get(
     bucket: string,
     key: string,
-    opts: { ifMatch?: string; start?: number } = {},
+    opts: { ifMatch?: string; start?: number; versionId?: string } = {},
   ): Promise<{ body: AsyncIterable<Uint8Array>; encryption?: string }> {
     const r = await this.client.send(
       new GetObjectCommand({
         Bucket: bucket,
         Key: key,
+        ...(opts.versionId ? { VersionId: opts.versionId } : {}),
         ...(opts.ifMatch ? { IfMatch: `"${opts.ifMatch}"` } : {}),
         ...(opts.start ? { Range: `bytes=${opts.start}-` } : {}),
       }),
@@ -308,28 +414,77 @@ export class S3Store {
     );
   }
 
-  /** One DeleteObjects call (at most 1000 keys); per-key errors are returned, not thrown. */
+  /**
+   * One DeleteObjects call (at most 1000 keys). Per-key errors are returned, not thrown, and a key
+   * the answer names in neither `Deleted` nor `Errors` is an error too (NOT_IN_ANSWER): nothing
+   * is counted deleted that the store did not say it deleted. With a version id, exactly that
+   * version is removed; without one, a versioned bucket only gets a delete marker.
+   */
   async deleteBatch(
     bucket: string,
-    objects: { key: string; etag?: string }[],
+    objects: DeleteTarget[],
   ): Promise<{ deleted: string[]; errors: { key: string; code: string; message: string }[] }> {
-    const r = await this.client.send(
-      new DeleteObjectsCommand({
-        Bucket: bucket,
-        Delete: {
-          Objects: objects.map((o) => ({ Key: o.key, ...(o.etag ? { ETag: `"${o.etag}"` } : {}) })),
-          Quiet: false,
-        },
-      }),
-      this.opts(),
-    );
-    return {
-      deleted: (r.Deleted ?? []).flatMap((d) => (d.Key !== undefined ? [d.Key] : [])),
-      errors: (r.Errors ?? []).map((e) => ({
-        key: e.Key ?? '',
-        code: e.Code ?? 'Error',
-        message: e.Message ?? '',
-      })),
-    };
+    if (objects.length === 0) return { deleted: [], errors: [] };
+    const cmd = new DeleteObjectsCommand({
+      Bucket: bucket,
+      Delete: {
+        Objects: objects.map((o) => ({
+          Key: o.key,
+          ...(o.versionId ? { VersionId: o.versionId } : {}),
+          ...(o.etag ? { ETag: `"${o.etag}"` } : {}),
+        })),
+        Quiet: false,
+      },
+    });
+    const r = await this.client.send(withContentMd5(cmd), this.opts());
+    const id = (key: string | undefined, versionId: string | undefined) =>
+      `${key}\u0000${versionId ?? ''}`;
+    // An answer for an unversioned request may still carry a version id (a delete marker's).
+    const answered = (
+      list: { Key?: string | undefined; VersionId?: string | undefined }[] | undefined,
+    ) => new Set((list ?? []).flatMap((d) => [id(d.Key, d.VersionId), id(d.Key, undefined)]));
+    const deletedIds = answered(r.Deleted);
+    const errorIds = answered(r.Errors);
+    const deleted: string[] = [];
+    const errors = (r.Errors ?? []).map((e) => ({
+      key: e.Key ?? '',
+      code: e.Code ?? 'Error',
+      message: e.Message ?? '',
+    }));
+    for (const o of objects) {
+      const me = id(o.key, o.versionId);
+      // An error entry may leave its version id out; it still answers for the key.
+      if (errorIds.has(me) || errorIds.has(id(o.key, undefined))) continue;
+      if (deletedIds.has(me)) deleted.push(o.key);
+      else
+        errors.push({
+          key: o.key,
+          code: NOT_IN_ANSWER,
+          message: 'the DeleteObjects answer names it in neither Deleted nor Errors',
+        });
+    }
+    return { deleted, errors };
   }
+}
+
+/**
+ * DeleteObjects must carry an integrity header; the SDK now sends a CRC32, which some
+ * S3-compatible stores refuse (MissingContentMD5). A Content-MD5 of the body as well is what
+ * every store takes, AWS included.
+ */
+function withContentMd5(cmd: DeleteObjectsCommand): DeleteObjectsCommand {
+  cmd.middlewareStack.add(
+    (next) => (args) => {
+      const req = args.request as { headers?: Record<string, string>; body?: unknown };
+      const body = req.body;
+      const has =
+        req.headers && Object.keys(req.headers).some((h) => h.toLowerCase() === 'content-md5');
+      if (req.headers && !has && (typeof body === 'string' || body instanceof Uint8Array)) {
+        req.headers['content-md5'] = createHash('md5').update(body).digest('base64');
+      }
+      return next(args);
+    },
+    { step: 'build', name: 'imgbackupDeleteContentMd5' },
+  );
+  return cmd;
 }

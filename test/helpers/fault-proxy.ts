@@ -1,7 +1,6 @@
 // A small HTTP proxy between the tool and a test S3 server that injects the faults real S3 and
 // real networks produce: 503 SlowDown, 500 InternalError, connection resets, and GET bodies cut
-// off half way. Faults are drawn from a seeded generator, so a failing run can be replayed. Tests
-// may also hold a request, answer it with a fixed error, or rewrite the server's answer.
+// off half way. Faults are drawn from a seeded generator, so a failing run can be replayed.
 import {
   createServer,
   request,
@@ -32,7 +31,15 @@ export interface FaultProxyOptions {
   onRequest?: (req: IncomingMessage) => void | Promise<void>;
   /** A fixed S3 error answer for matching requests (e.g. an object in an archive tier). */
   answer?: (req: IncomingMessage) => { status: number; code: string; message: string } | undefined;
-  /** Rewrites the server's answer body to matching requests (e.g. a listing missing a field). */
+  /**
+   * Reads the whole body of matching requests first and hands it to `hook`, which may change the
+   * server's state before the request is forwarded (e.g. overwrite a key a DeleteObjects names).
+   */
+  inspectBody?: {
+    match: (req: IncomingMessage) => boolean;
+    hook: (req: IncomingMessage, body: Buffer) => void | Promise<void>;
+  };
+  /** Rewrites the server's answer to matching requests (e.g. a listing page's XML). */
   rewrite?: (req: IncomingMessage) => ((body: string) => string) | undefined;
 }
 
@@ -65,6 +72,19 @@ export async function startFaultProxy(
   const injected: Record<Fault, number> = { slowdown: 0, internal: 0, reset: 0, cut: 0 };
   const state = { requests: 0 };
   const server: Server = createServer((req, res) => {
+    if (opts.inspectBody?.match(req)) {
+      const inspect = opts.inspectBody;
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks);
+        Promise.resolve(inspect.hook(req, body)).then(
+          () => handle(req, res, body),
+          () => req.socket.destroy(),
+        );
+      });
+      return;
+    }
     const held = opts.onRequest?.(req);
     if (held) {
       req.pause();
@@ -76,14 +96,16 @@ export async function startFaultProxy(
       handle(req, res);
     }
   });
-  function handle(req: IncomingMessage, res: ServerResponse) {
+  function handle(req: IncomingMessage, res: ServerResponse, body?: Buffer) {
     state.requests += 1;
     const fixed = opts.answer?.(req);
     if (fixed) {
+      if (body) return s3Error(res, fixed.status, fixed.code, fixed.message);
       req.resume();
       req.on('end', () => s3Error(res, fixed.status, fixed.code, fixed.message));
       return;
     }
+    const rewrite = opts.rewrite?.(req);
     let fault: Fault | undefined;
     if (!opts.spare?.(req) && random() < opts.rate) {
       fault = kinds[Math.floor(random() * kinds.length)];
@@ -111,16 +133,15 @@ export async function startFaultProxy(
         headers: req.headers, // Host kept as signed by the client
       },
       (upRes) => {
-        const edit = opts.rewrite?.(req);
-        if (edit) {
+        if (rewrite) {
           const chunks: Buffer[] = [];
           upRes.on('data', (c: Buffer) => chunks.push(c));
           upRes.on('end', () => {
-            const body = Buffer.from(edit(Buffer.concat(chunks).toString('utf8')));
-            const headers = { ...upRes.headers, 'content-length': String(body.length) };
+            const text = Buffer.from(rewrite(Buffer.concat(chunks).toString('utf8')));
+            const headers = { ...upRes.headers, 'content-length': String(text.length) };
             delete headers['transfer-encoding'];
             res.writeHead(upRes.statusCode ?? 502, headers);
-            res.end(body);
+            res.end(text);
           });
           return;
         }
@@ -149,7 +170,8 @@ export async function startFaultProxy(
     res.on('close', () => {
       if (!res.writableFinished) fwd.destroy();
     });
-    req.pipe(fwd);
+    if (body) fwd.end(body);
+    else req.pipe(fwd);
   }
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;

@@ -16,7 +16,6 @@ import {
   PROJECT,
   readTree,
   SIBLINGS,
-  sourcePrefixes,
   uploadAll,
   writePlatesCsv,
   type FixturePlate,
@@ -160,12 +159,23 @@ for (const name of testServerNames()) {
           assert.equal(Number(line.slice(20, 30)), objects.get(key)!.length);
         }
 
+        // The delete script names exactly the uploaded files, each with its ETag, in batches.
         const script = (await getBytes(suite.client, live, backup(p, 'delete_s3.sh'))).toString();
-        assert.equal(
-          script,
-          sourcePrefixes(p)
-            .map((pre) => `aws s3 rm --recursive 's3://${live}/${pre}'\n`)
-            .join(''),
+        const head = `aws s3api delete-objects --bucket '${live}' --delete '`;
+        const named = script
+          .split('\n')
+          .filter(Boolean)
+          .flatMap((l) => {
+            assert.ok(l.startsWith(head) && l.endsWith("'"), l.slice(0, 200));
+            const json = l.slice(head.length, -1).replace(/'\\''/g, "'");
+            return (JSON.parse(json) as { Objects: { Key: string; ETag: string }[] }).Objects;
+          });
+        assert.deepEqual(
+          named.map((o) => `${o.Key} ${o.ETag}`).sort(),
+          [...objects]
+            .filter(([k]) => !k.endsWith('/'))
+            .map(([k, v]) => `${k} "${md5hex(v)}"`)
+            .sort(),
         );
       }
       // The folder marker became a directory in the tarball.

@@ -91,7 +91,8 @@ for (const name of testServerNames()) {
       const c = await run('collect-deletes', ['--out', out]);
       assert.equal(c.code, 0, c.stderr);
       const script = await readFile(out, 'utf8');
-      assert.equal(script.trim().split('\n').length, 8);
+      // One delete-objects line per plate (each has fewer than 1000 keys).
+      assert.equal(script.trim().split('\n').length, 2);
       const plan = (await readFile(join(dir, 'delete_s3.plan.jsonl'), 'utf8'))
         .trim()
         .split('\n')
@@ -203,12 +204,12 @@ for (const name of testServerNames()) {
       }
     });
 
-    test('the collected delete_s3.sh passes each prefix as one argument, whatever the plate id holds', async () => {
+    test('the collected delete_s3.sh passes each key whole, whatever the plate id holds', async () => {
       const evil: FixturePlate = {
         plateId: `q"$(touch PWNED)'x`,
         plateIdFull: `q"$(touch PWNED)'x \`id\``,
       };
-      const { live, dir, run } = await setup([evil]);
+      const { live, dir, truth, run } = await setup([evil]);
       assert.equal((await run('archive')).code, 0);
       assert.equal((await run('verify')).code, 0);
       const out = join(dir, 'delete_s3.sh');
@@ -226,9 +227,22 @@ for (const name of testServerNames()) {
         .trim()
         .split('\n')
         .map((l) => l.split('\0').filter(Boolean));
+      assert.equal(calls.length, 1);
+      assert.deepEqual(calls[0]!.slice(0, 5), [
+        's3api',
+        'delete-objects',
+        '--bucket',
+        live,
+        '--delete',
+      ]);
+      const named = (JSON.parse(calls[0]![5]!) as { Objects: { Key: string; ETag: string }[] })
+        .Objects;
+      const expected = [...truth]
+        .filter(([k]) => sourcePrefixes(evil).some((pre) => k.startsWith(pre)) && !k.endsWith('/'))
+        .map(([k, v]) => ({ Key: k, ETag: `"${md5hex(v)}"` }));
       assert.deepEqual(
-        calls,
-        sourcePrefixes(evil).map((pre) => ['s3', 'rm', '--recursive', `s3://${live}/${pre}`]),
+        [...named].sort((a, b) => a.Key.localeCompare(b.Key)),
+        expected.sort((a, b) => a.Key.localeCompare(b.Key)),
       );
       assert.ok(!(await readdir(dir)).includes('PWNED'), 'no command ran from the plate id');
     });

@@ -10,8 +10,11 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, test } from 'node:test';
 import {
+  DELETE_LINE_MAX_BYTES,
   deleteScript,
   etagFile,
+  etagListing,
+  parseEtagListing,
   md5File,
   normalizedListing,
   parseListing,
@@ -307,50 +310,120 @@ describe('shellQuote', () => {
   });
 });
 
+describe('etagListing', () => {
+  test('unversioned: three fields, exactly as before versions were kept', () => {
+    const text = etagListing([
+      { path: 'P/B/images/p 1/b.tif', size: 2, etag: 'bb' },
+      { path: 'P/B/images/p 1/a.tif', size: 1, etag: 'aa-2' },
+    ]);
+    assert.equal(text, 'P/B/images/p 1/a.tif\t1\taa-2\nP/B/images/p 1/b.tif\t2\tbb\n');
+    assert.deepEqual(parseEtagListing(text), [
+      { path: 'P/B/images/p 1/a.tif', size: 1, etag: 'aa-2' },
+      { path: 'P/B/images/p 1/b.tif', size: 2, etag: 'bb' },
+    ]);
+  });
+
+  test('versioned: a fourth field, the version id (also the literal null); both forms parse', () => {
+    const text = etagListing([
+      { path: 'P/x', size: 5, etag: 'e1', versionId: 'v.1_Abc' },
+      { path: 'P/w', size: 0, etag: 'e0', versionId: 'null' },
+    ]);
+    assert.equal(text, 'P/w\t0\te0\tnull\nP/x\t5\te1\tv.1_Abc\n');
+    assert.deepEqual(parseEtagListing(`${text}P/y\t3\te3\n`), [
+      { path: 'P/w', size: 0, etag: 'e0', versionId: 'null' },
+      { path: 'P/x', size: 5, etag: 'e1', versionId: 'v.1_Abc' },
+      { path: 'P/y', size: 3, etag: 'e3' },
+    ]);
+    assert.throws(() => parseEtagListing('P/z\tbig\te\n'), /not an ETag listing line/);
+  });
+});
+
 describe('deleteScript', () => {
-  test('exact text: one quoted aws s3 rm per prefix, trailing "/" kept', () => {
+  test('exact text: one aws s3api delete-objects line naming each key, its version and ETag', () => {
     assert.equal(
       deleteScript('imaging-platform', [
-        'projects/2013_Gustafsdottir_PLOSONE/BBBC022/images/BR00092655__2017-12-10T12_48_16-Measurement 1/',
-        'projects/2013_Gustafsdottir_PLOSONE/BBBC022/illum/BR00092655/',
-        'projects/2013_Gustafsdottir_PLOSONE/workspace/analysis/BBBC022/BR00092655/',
-        'projects/2013_Gustafsdottir_PLOSONE/workspace/backend/BBBC022/BR00092655/',
+        { key: 'projects/P/B/images/p 1/a b.tif', etag: 'aa' },
+        { key: "projects/P/B/images/p 1/it's.tif", etag: 'bb-2', versionId: 'v1' },
+        { key: 'projects/P/B/illum/p/x.npy', versionId: 'null' },
       ]),
-      "aws s3 rm --recursive 's3://imaging-platform/projects/2013_Gustafsdottir_PLOSONE/BBBC022/images/BR00092655__2017-12-10T12_48_16-Measurement 1/'\n" +
-        "aws s3 rm --recursive 's3://imaging-platform/projects/2013_Gustafsdottir_PLOSONE/BBBC022/illum/BR00092655/'\n" +
-        "aws s3 rm --recursive 's3://imaging-platform/projects/2013_Gustafsdottir_PLOSONE/workspace/analysis/BBBC022/BR00092655/'\n" +
-        "aws s3 rm --recursive 's3://imaging-platform/projects/2013_Gustafsdottir_PLOSONE/workspace/backend/BBBC022/BR00092655/'\n",
+      "aws s3api delete-objects --bucket 'imaging-platform' --delete " +
+        `'{"Objects":[{"Key":"projects/P/B/images/p 1/a b.tif","ETag":"\\"aa\\""},` +
+        `{"Key":"projects/P/B/images/p 1/it'\\''s.tif","VersionId":"v1","ETag":"\\"bb-2\\""},` +
+        `{"Key":"projects/P/B/illum/p/x.npy","VersionId":"null"}],"Quiet":true}'\n`,
     );
     assert.equal(deleteScript('b', []), '');
   });
 
-  test('a hostile plate id reaches aws as one argument and runs nothing', async () => {
-    const id = `x"y'z $(touch PWNED) \`touch PWNED2\` a  b;touch PWNED3 & * \${HOME}\\`;
-    const prefixes = [
-      `projects/P/B/images/${id} full/`,
-      `projects/P/B/illum/${id}/`,
-      `projects/P/workspace/analysis/B/${id}/`,
-      `projects/P/workspace/backend/B/${id}/`,
+  test('at most 1000 keys a line, every key once, in order', () => {
+    const keys = Array.from({ length: 2345 }, (_, i) => ({ key: `projects/P/k${i}`, etag: 'e' }));
+    const lines = deleteScript('b', keys).split('\n').slice(0, -1);
+    assert.equal(lines.length, 3);
+    const named = lines.map((l) => {
+      const json = l.slice(l.indexOf("'{") + 1, -1);
+      return (JSON.parse(json) as { Objects: { Key: string }[] }).Objects.map((o) => o.Key);
+    });
+    assert.deepEqual(
+      named.map((n) => n.length),
+      [1000, 1000, 345],
+    );
+    assert.deepEqual(
+      named.flat(),
+      keys.map((k) => k.key),
+    );
+  });
+
+  test('a line stays under Linux 128 KiB argument limit, long keys and quotes counted', () => {
+    const long = `projects/P/B/images/${"q'".repeat(200)}/`;
+    const keys = Array.from({ length: 1000 }, (_, i) => ({
+      key: `${long}${i}.tif`,
+      etag: 'd41d8cd98f00b204e9800998ecf8427e',
+      versionId: 'A'.repeat(32),
+    }));
+    const lines = deleteScript('b', keys).split('\n').slice(0, -1);
+    assert.ok(lines.length > 1, 'split by size before 1000 keys');
+    for (const l of lines) assert.ok(Buffer.byteLength(`${l}`) <= DELETE_LINE_MAX_BYTES, 'fits');
+    // Each line is as long as it may be: one more key would not have fit.
+    const first = Buffer.byteLength(lines[0]!);
+    assert.ok(first > DELETE_LINE_MAX_BYTES - 2000, `line 1 is ${first} bytes`);
+  });
+
+  test('hostile keys reach aws as one JSON argument, whole, and run nothing', async () => {
+    const keys = [
+      `projects/P/B/images/x"y'z $(touch PWNED) \`touch PWNED2\` a  b;touch PWNED3 & * \${HOME}\\.tif`,
+      'projects/P/B/images/ünïcødé 顕微鏡.tif',
+      "projects/P/B/images/''.tif",
     ];
     const work = await mkdtemp(join(dir, 'sh-'));
     // a file a glob would match if the star were unquoted
     await writeFile(join(work, 'GLOBBED'), '');
     const scriptPath = join(work, 'delete_s3.sh');
-    await writeFile(scriptPath, deleteScript('imaging-platform', prefixes));
+    await writeFile(
+      scriptPath,
+      deleteScript(
+        `imaging-platform`,
+        keys.map((key) => ({ key, etag: 'e1' })),
+      ),
+    );
     const out = execFileSync(
       'sh',
       ['-c', 'aws() { printf "%s\\0" "$@"; printf "\\n"; }; . "$1"', 'sh', scriptPath],
       { cwd: work },
     ).toString('utf8');
     const calls = out.split('\n').filter((l) => l !== '');
-    assert.deepEqual(
-      calls.map((c) => c.split('\0').slice(0, -1)),
-      prefixes.map((p) => ['s3', 'rm', '--recursive', `s3://imaging-platform/${p}`]),
-    );
-    assert.equal(
-      calls[1],
-      `s3\0rm\0--recursive\0s3://imaging-platform/projects/P/B/illum/${id}/\0`,
-    );
+    assert.equal(calls.length, 1);
+    const argv = calls[0]!.split('\0').slice(0, -1);
+    assert.deepEqual(argv.slice(0, 5), [
+      's3api',
+      'delete-objects',
+      '--bucket',
+      'imaging-platform',
+      '--delete',
+    ]);
+    assert.equal(argv.length, 6);
+    assert.deepEqual(JSON.parse(argv[5]!), {
+      Objects: keys.map((Key) => ({ Key, ETag: '"e1"' })),
+      Quiet: true,
+    });
     assert.deepEqual((await readdir(work)).sort(), ['GLOBBED', 'delete_s3.sh']);
     for (const f of ['PWNED', 'PWNED2', 'PWNED3']) assert.equal(existsSync(join(work, f)), false);
   });

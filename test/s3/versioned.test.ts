@@ -1,0 +1,251 @@
+// A live bucket with versioning on: a delete without version ids would only add delete markers
+// and free nothing. Archive must read exactly the version it listed, and delete must remove
+// exactly the archived versions, keeping every version written later. radosgw keeps versions;
+// s3rver does not, so this file runs on radosgw only.
+import assert from 'node:assert/strict';
+import { mkdtemp, readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { after, describe, test } from 'node:test';
+import {
+  ListObjectVersionsCommand,
+  PutBucketVersioningCommand,
+  PutObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { getBytes } from '../helpers/s3.js';
+import { runCli, serverEnv, plateArgs } from '../helpers/cli.js';
+import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
+import {
+  BATCH,
+  PLATE_B,
+  plateObjects,
+  PROJECT,
+  SIBLINGS,
+  sourcePrefixes,
+  writePlatesCsv,
+  type FixturePlate,
+} from '../helpers/fixtures.js';
+import { testServerNames } from '../helpers/servers.js';
+import { useServer } from '../helpers/suite.js';
+
+const tag = (p: FixturePlate) => `${PROJECT}_${BATCH}_${p.plateId}`;
+
+/** Every version and delete marker under the prefix: `key versionId` (markers end in " marker"). */
+async function versionsUnder(client: S3Client, bucket: string, prefix: string): Promise<string[]> {
+  const out: string[] = [];
+  let keyMarker: string | undefined;
+  let versionMarker: string | undefined;
+  for (;;) {
+    const r = await client.send(
+      new ListObjectVersionsCommand({
+        Bucket: bucket,
+        Prefix: prefix,
+        KeyMarker: keyMarker,
+        VersionIdMarker: versionMarker,
+      }),
+    );
+    for (const v of r.Versions ?? []) out.push(`${v.Key} ${v.VersionId}`);
+    for (const m of r.DeleteMarkers ?? []) out.push(`${m.Key} ${m.VersionId} marker`);
+    if (!r.IsTruncated) return out.sort();
+    keyMarker = r.NextKeyMarker;
+    versionMarker = r.NextVersionIdMarker;
+  }
+}
+
+const isDeleteObjects = (method?: string, url?: string) =>
+  method === 'POST' && /[?&]delete(=|&|$)/.test(url ?? '');
+
+for (const name of testServerNames().filter((n) => n === 'rgw')) {
+  describe(`a versioned live bucket, against ${name}`, () => {
+    const suite = useServer(name, 'imgbackup-versions-');
+    const proxies: FaultProxy[] = [];
+    after(async () => {
+      for (const p of proxies) await p.close();
+    });
+
+    test('archive reads the listed version; delete frees exactly the archived versions and keeps later ones', async () => {
+      const live = await suite.server.newBucket('live');
+      const cold = await suite.server.newBucket('cold');
+      await suite.client.send(
+        new PutBucketVersioningCommand({
+          Bucket: live,
+          VersioningConfiguration: { Status: 'Enabled' },
+        }),
+      );
+      const put = async (key: string, body: Buffer) =>
+        (await suite.client.send(new PutObjectCommand({ Bucket: live, Key: key, Body: body })))
+          .VersionId!;
+      // What the test uploaded, with the version id each PUT answered: the ground truth.
+      const uploaded = new Map<string, { body: Buffer; versionId: string }>();
+      for (const p of [PLATE_B, ...SIBLINGS]) {
+        for (const [key, body] of plateObjects(p))
+          uploaded.set(key, { body, versionId: await put(key, body) });
+      }
+      const [images, illum, analysis] = sourcePrefixes(PLATE_B) as [string, string, string];
+      const files = [...uploaded.keys()].filter(
+        (k) => !k.endsWith('/') && sourcePrefixes(PLATE_B).some((pre) => k.startsWith(pre)),
+      );
+      const later = new Map<string, { body: Buffer; versionId: string }>();
+      const overwrite = async (key: string, fill: number) => {
+        const body = Buffer.alloc(uploaded.get(key)!.body.length, fill);
+        later.set(key, { body, versionId: await put(key, body) });
+      };
+
+      // During the archive: a new version of one image lands right before its GET is forwarded.
+      const raced = `${images}r01c01f01p01-ch1sk1fk1fl1.tiff`;
+      const archiveProxy = await startFaultProxy(suite.server.endpoint, {
+        rate: 0,
+        onRequest: async (req) => {
+          const path = decodeURIComponent((req.url ?? '').split('?')[0]!);
+          if (req.method === 'GET' && path === `/${live}/${raced}` && !later.has(raced))
+            await overwrite(raced, 1);
+        },
+      });
+      proxies.push(archiveProxy);
+      const dir = await mkdtemp(join(suite.work, 'case-'));
+      const csv = await writePlatesCsv([PLATE_B], dir);
+      const args = plateArgs({ csv, live, cold });
+      const env = (endpoint: string) => ({
+        ...serverEnv(suite.server),
+        AWS_ENDPOINT_URL: endpoint,
+      });
+      const a = await runCli(['archive', ...args, '--tmpdir', dir], env(archiveProxy.endpoint));
+      assert.equal(a.code, 0, a.stdout + a.stderr);
+      assert.ok(later.has(raced), 'the proxy put a new version during the archive');
+
+      // The ETag listing names each archived version: the one the test's PUT answered.
+      const etags = (
+        await getBytes(
+          suite.client,
+          live,
+          `projects/${PROJECT}/workspace/backup/${tag(PLATE_B)}_file_etags_s3.txt`,
+        )
+      ).toString('utf8');
+      const listed = new Map(
+        etags
+          .trim()
+          .split('\n')
+          .map((l) => l.split('\t'))
+          .map((f) => [`projects/${f[0]}`, f[3]]),
+      );
+      assert.deepEqual(
+        [...listed].sort(),
+        files.map((k) => [k, uploaded.get(k)!.versionId]).sort(),
+      );
+
+      // After the archive: another file gets a new version.
+      const overwritten = `${illum}${PLATE_B.plateId}_IllumDNA.npy`;
+      await overwrite(overwritten, 2);
+      const v = await runCli(['verify', '--deep', ...args], env(suite.server.endpoint));
+      assert.equal(v.code, 0, v.stdout + v.stderr);
+      assert.match(v.stdout + v.stderr, /overwritten since the archive/);
+      // The collected script names each archived version, the overwritten one's too.
+      const out = join(dir, 'delete_s3.sh');
+      const c = await runCli(
+        ['collect-deletes', ...args, '--out', out],
+        env(suite.server.endpoint),
+      );
+      assert.equal(c.code, 0, c.stdout + c.stderr);
+      const named = (await readFile(out, 'utf8'))
+        .trim()
+        .split('\n')
+        .flatMap((l) => {
+          const json = l.slice(l.indexOf("'{") + 1, -1);
+          return (JSON.parse(json) as { Objects: { Key: string; VersionId: string }[] }).Objects;
+        })
+        .map((o) => [o.Key, o.VersionId]);
+      assert.deepEqual(named.sort(), files.map((k) => [k, uploaded.get(k)!.versionId]).sort());
+
+      // During the delete: a key is overwritten right before the DeleteObjects naming it is
+      // forwarded. The delete names the archived version, so the new one stays.
+      const lastMinute = `${analysis}A01-1/Cells.csv`;
+      const deleteProxy = await startFaultProxy(suite.server.endpoint, {
+        rate: 0,
+        inspectBody: {
+          match: (req) => isDeleteObjects(req.method, req.url),
+          hook: async (_req, body) => {
+            if (body.toString('utf8').includes(lastMinute) && !later.has(lastMinute))
+              await overwrite(lastMinute, 3);
+          },
+        },
+      });
+      proxies.push(deleteProxy);
+      const d = await runCli(['delete', '--yes', ...args], env(deleteProxy.endpoint));
+      assert.equal(d.code, 0, d.stdout + d.stderr);
+      assert.ok(later.has(lastMinute), 'the proxy put a new version during the delete');
+      assert.match(d.stdout, new RegExp(`${PLATE_B.plateId}\\s+deleted\\s+${files.length}\\b`));
+
+      // Every archived version is gone (not hidden by a marker); only the later ones are left.
+      const left = (
+        await Promise.all(
+          sourcePrefixes(PLATE_B).map((pre) => versionsUnder(suite.client, live, pre)),
+        )
+      ).flat();
+      assert.deepEqual(left.sort(), [...later].map(([k, l]) => `${k} ${l.versionId}`).sort());
+      for (const [k, l] of later) assert.deepEqual(await getBytes(suite.client, live, k), l.body);
+      // Sibling plates keep every version they had.
+      for (const s of SIBLINGS) {
+        const theirs = [...uploaded].filter(([k]) =>
+          sourcePrefixes(s).some((pre) => k.startsWith(pre)),
+        );
+        const now = (
+          await Promise.all(sourcePrefixes(s).map((pre) => versionsUnder(suite.client, live, pre)))
+        ).flat();
+        assert.deepEqual(now.sort(), theirs.map(([k, u]) => `${k} ${u.versionId}`).sort());
+      }
+    });
+
+    test('suspended versioning: the null version and the older real ones are deleted by their ids', async () => {
+      const live = await suite.server.newBucket('live');
+      const cold = await suite.server.newBucket('cold');
+      const versioning = (Status: 'Enabled' | 'Suspended') =>
+        suite.client.send(
+          new PutBucketVersioningCommand({
+            Bucket: live,
+            VersioningConfiguration: { Status },
+          }),
+        );
+      await versioning('Enabled');
+      const truth = plateObjects(PLATE_B);
+      const ids = new Map<string, string>();
+      for (const [key, body] of truth) {
+        const r = await suite.client.send(
+          new PutObjectCommand({ Bucket: live, Key: key, Body: body }),
+        );
+        ids.set(key, r.VersionId!);
+      }
+      // Written while suspended: its current version is the null version.
+      await versioning('Suspended');
+      const [images] = sourcePrefixes(PLATE_B) as [string];
+      const nullKey = `${images}written-while-suspended.tif`;
+      await suite.client.send(
+        new PutObjectCommand({ Bucket: live, Key: nullKey, Body: 'suspended\n' }),
+      );
+      ids.set(nullKey, 'null');
+      const dir = await mkdtemp(join(suite.work, 'case-'));
+      const csv = await writePlatesCsv([PLATE_B], dir);
+      const args = plateArgs({ csv, live, cold });
+      const env = serverEnv(suite.server);
+      const a = await runCli(['archive', ...args, '--tmpdir', dir], env);
+      assert.equal(a.code, 0, a.stdout + a.stderr);
+      const etags = (
+        await getBytes(
+          suite.client,
+          live,
+          `projects/${PROJECT}/workspace/backup/${tag(PLATE_B)}_file_etags_s3.txt`,
+        )
+      ).toString('utf8');
+      assert.match(etags, /written-while-suspended\.tif\t10\t[0-9a-f]{32}\tnull\n/);
+      assert.equal((await runCli(['verify', ...args], env)).code, 0);
+      const d = await runCli(['delete', '--yes', ...args], env);
+      assert.equal(d.code, 0, d.stdout + d.stderr);
+      assert.match(d.stdout, new RegExp(`${PLATE_B.plateId}\\s+deleted\\s+${ids.size}\\b`));
+      const left = (
+        await Promise.all(
+          sourcePrefixes(PLATE_B).map((pre) => versionsUnder(suite.client, live, pre)),
+        )
+      ).flat();
+      assert.deepEqual(left, [], 'no version and no delete marker left');
+    });
+  });
+}
