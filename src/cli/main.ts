@@ -4,6 +4,7 @@ import { archiveCommand } from '../commands/archive.js';
 import { collectDeletesCommand } from '../commands/collect-deletes.js';
 import { deleteCommand } from '../commands/delete.js';
 import { planCommand } from '../commands/plan.js';
+import { restoreCommand } from '../commands/restore.js';
 import { restoreRequestCommand } from '../commands/restore-request.js';
 import { restoreStatusCommand } from '../commands/restore-status.js';
 import { verifyCommand } from '../commands/verify.js';
@@ -22,6 +23,7 @@ const COMMANDS: CommandSpec[] = [
   deleteCommand,
   restoreRequestCommand,
   restoreStatusCommand,
+  restoreCommand,
 ];
 
 export function version(): string {

@@ -28,6 +28,8 @@ class PartUploader {
     private readonly bucket: string,
     private readonly key: string,
     private readonly queueSize: number,
+    /** false: replace an existing object (restore --overwrite); else refuse to (412). */
+    private readonly ifNoneMatch = true,
   ) {
     this.parts = store.withSignal(AbortSignal.any([store.signal, this.stop.signal]));
   }
@@ -77,7 +79,7 @@ class PartUploader {
         this.key,
         id,
         this.etags.map((ETag, i) => ({ PartNumber: i + 1, ETag })),
-        { ifNoneMatch: true },
+        { ifNoneMatch: this.ifNoneMatch },
       );
     } catch (err) {
       // A retried Complete whose first attempt succeeded (response lost) answers 412 or
@@ -239,6 +241,7 @@ export class MultipartSink extends Writable {
   private partNumber = 0;
   private readonly parts: PartUploader;
   private readonly hashedParts: (() => readonly Buffer[]) | undefined;
+  private readonly ifNoneMatch: boolean;
 
   /**
    * `hashedParts`: the md5 of each part already hashed upstream, at this part size, by whoever
@@ -250,11 +253,18 @@ export class MultipartSink extends Writable {
     private readonly bucket: string,
     private readonly key: string,
     private readonly partSize: number,
-    opts: { queueSize?: number; hashedParts?: () => readonly Buffer[] } = {},
+    opts: { queueSize?: number; hashedParts?: () => readonly Buffer[]; ifNoneMatch?: boolean } = {},
   ) {
     super();
     this.buf = Buffer.allocUnsafe(partSize);
-    this.parts = new PartUploader(store, bucket, key, opts.queueSize ?? UPLOAD_QUEUE_SIZE);
+    this.ifNoneMatch = opts.ifNoneMatch ?? true;
+    this.parts = new PartUploader(
+      store,
+      bucket,
+      key,
+      opts.queueSize ?? UPLOAD_QUEUE_SIZE,
+      this.ifNoneMatch,
+    );
     this.hashedParts = opts.hashedParts;
   }
 
@@ -291,7 +301,10 @@ export class MultipartSink extends Writable {
     if (this.partNumber === 0) {
       const body = this.buf.subarray(0, this.fill);
       const md5 = createHash('md5').update(body).digest();
-      await this.store.put(this.bucket, this.key, body, { contentMd5: md5, ifNoneMatch: true });
+      await this.store.put(this.bucket, this.key, body, {
+        contentMd5: md5,
+        ifNoneMatch: this.ifNoneMatch,
+      });
       return;
     }
     await this.dispatch();
