@@ -3,7 +3,10 @@
 import { mkdtemp } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
+  CompleteMultipartUploadCommand,
   CopyObjectCommand,
+  CreateMultipartUploadCommand,
+  UploadPartCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
   type S3Client,
@@ -39,6 +42,8 @@ export async function archivedCase(
   suite: ServerSuite,
   plates: FixturePlate[],
   objects: (p: FixturePlate) => GroundTruth = (p) => plateObjects(p, { manyFiles: 20 }),
+  /** Keys uploaded in parts of this size (a multipart ETag), not by a single PUT. */
+  multipart: { keys: Set<string>; partSize: number } = { keys: new Set(), partSize: 0 },
 ): Promise<ArchivedCase> {
   const live = await suite.server.newBucket('live');
   const cold = await suite.server.newBucket('cold');
@@ -46,7 +51,10 @@ export async function archivedCase(
   for (const p of plates) {
     const objs = objects(p);
     truth.set(p.plateId, objs);
-    await uploadAll(suite.client, live, objs);
+    const single = new Map([...objs].filter(([k]) => !multipart.keys.has(k)));
+    await uploadAll(suite.client, live, single);
+    for (const [k, v] of objs)
+      if (multipart.keys.has(k)) await uploadInParts(suite.client, live, k, v, multipart.partSize);
   }
   const dir = await mkdtemp(join(suite.work, 'case-'));
   const csv = await writePlatesCsv(plates, dir);
@@ -72,6 +80,40 @@ export async function archivedCase(
   const r = await run('archive');
   if (r.code !== 0) throw new Error(`archive failed (${r.code}): ${r.stderr}\n${r.stdout}`);
   return { live, cold, dir, csv, truth, run };
+}
+
+export async function uploadInParts(
+  client: S3Client,
+  bucket: string,
+  key: string,
+  data: Buffer,
+  partSize: number,
+): Promise<string> {
+  const { UploadId } = await client.send(
+    new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }),
+  );
+  const parts: { ETag: string; PartNumber: number }[] = [];
+  for (let i = 0; i * partSize < data.length; i++) {
+    const { ETag } = await client.send(
+      new UploadPartCommand({
+        Bucket: bucket,
+        Key: key,
+        UploadId,
+        PartNumber: i + 1,
+        Body: data.subarray(i * partSize, (i + 1) * partSize),
+      }),
+    );
+    parts.push({ ETag: ETag!, PartNumber: i + 1 });
+  }
+  const r = await client.send(
+    new CompleteMultipartUploadCommand({
+      Bucket: bucket,
+      Key: key,
+      UploadId,
+      MultipartUpload: { Parts: parts },
+    }),
+  );
+  return r.ETag!.replace(/"/g, '');
 }
 
 /** Moves every cold object of the plates (tarballs, .md5, .etag) to a storage class in place. */

@@ -3,12 +3,26 @@ import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
-import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { randomBytes } from 'node:crypto';
+import { readFile } from 'node:fs/promises';
+import { createGzip } from 'node:zlib';
+import {
+  DeleteObjectCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  PutObjectCommand,
+} from '@aws-sdk/client-s3';
+import * as tar from 'tar-stream';
+import { plateArgs, runCli, serverEnv } from '../helpers/cli.js';
 import {
   PLATE_A,
   PLATE_B,
   readTree,
   sourcePrefixes,
+  BIG_PLATE,
+  bigPlateObjects,
+  md5hex,
+  plateObjects,
   type FixturePlate,
   type GroundTruth,
 } from '../helpers/fixtures.js';
@@ -25,6 +39,12 @@ import { testServerNames } from '../helpers/servers.js';
 import { useServer, type ServerSuite } from '../helpers/suite.js';
 
 const PLATES = [PLATE_A, PLATE_B];
+const recordKey = (p: FixturePlate) =>
+  `projects/2013_Gustafsdottir_PLOSONE/workspace/backup/${tagOf(p)}_restored.json`;
+const headEtag = async (suite: ServerSuite, bucket: string, key: string) =>
+  (
+    (await suite.client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }))).ETag ?? ''
+  ).replace(/"/g, '');
 const tarballKey = (p: FixturePlate, name: string) => `${coldDir}${tagOf(p)}_${name}.tar.gz`;
 
 /** Archive, verify --deep and delete, as a user does before the tarballs go cold. */
@@ -169,6 +189,138 @@ for (const name of testServerNames('all')) {
       const forced = await c.run('restore', ['--to-dir', dir, '--overwrite'], [PLATE_B]);
       assert.equal(forced.code, 0, forced.stderr + forced.stdout);
       assert.deepEqual(await readTree(dir), await readTree(gnu));
+    });
+
+    test('a multipart source comes back with its own ETag; without the ETag record, files wait for the tarball md5', async (t) => {
+      const mpKey = `${sourcePrefixes(PLATE_B)[0]}mp.bin`;
+      const mpData = randomBytes(11 * 1024 * 1024);
+      const c = await archivedCase(
+        suite,
+        [PLATE_B],
+        (p) => new Map([...plateObjects(p), [mpKey, mpData]]),
+        { keys: new Set([mpKey]), partSize: 5 * 1024 * 1024 },
+      );
+      const original = await headEtag(suite, c.live, mpKey);
+      if (name === 's3rver')
+        return t.diagnostic(
+          's3rver gives a multipart upload a plain-md5 ETag: checked on the others',
+        );
+      assert.match(original, /-3$/);
+      const r = await c.run('restore', ['--to-s3', '--to-prefix', 'copy/']);
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      assert.equal(await headEtag(suite, c.live, `copy/${mpKey}`), original);
+      const truth = c.truth.get(PLATE_B.plateId)!;
+      for (const [k, v] of truth)
+        if (!k.endsWith('/'))
+          assert.ok((await getBytes(suite.client, c.live, `copy/${k}`)).equals(v), k);
+      const record = JSON.parse(
+        (await getBytes(suite.client, c.live, recordKey(PLATE_B))).toString(),
+      ) as Record<string, Record<string, number>>;
+      assert.equal(record.checks!['multipart-etag'], 1);
+      assert.equal(record.checks!.md5, truth.size - 1);
+
+      // an archive without T_file_etags_s3.txt (the old script wrote none)
+      await suite.client.send(
+        new DeleteObjectCommand({
+          Bucket: c.live,
+          Key: `projects/2013_Gustafsdottir_PLOSONE/workspace/backup/${tagOf(PLATE_B)}_file_etags_s3.txt`,
+        }),
+      );
+      const dir = await mkdtemp(join(c.dir, 'to-dir-'));
+      const d = await c.run('restore', ['--to-dir', dir]);
+      assert.equal(d.code, 0, d.stderr + d.stdout);
+      const local = JSON.parse(
+        await readFile(`${dir}.${tagOf(PLATE_B)}_restored.json`, 'utf8'),
+      ) as Record<string, Record<string, number>>;
+      assert.equal(local.checks!['tarball-md5'], truth.size);
+      assert.deepEqual(await readTree(dir), await readTree(await gnuTarTree(suite, c, [PLATE_B])));
+    });
+
+    test('a link member is refused and nothing is written for it', async () => {
+      const c = await archivedCase(suite, [PLATE_B]);
+      const T = tagOf(PLATE_B);
+      const pack = tar.pack();
+      pack.entry({
+        name: `${T}/2013_Gustafsdottir_PLOSONE/workspace/backend/BBBC022/2058/`,
+        type: 'directory',
+      });
+      pack.entry({
+        name: `${T}/2013_Gustafsdottir_PLOSONE/workspace/backend/BBBC022/2058/evil`,
+        type: 'symlink',
+        linkname: '/etc/passwd',
+      });
+      pack.finalize();
+      const chunks: Buffer[] = [];
+      for await (const ch of pack.pipe(createGzip())) chunks.push(ch as Buffer);
+      const body = Buffer.concat(chunks);
+      const key = tarballKey(PLATE_B, 'backend');
+      await suite.client.send(new PutObjectCommand({ Bucket: c.cold, Key: key, Body: body }));
+      await suite.client.send(
+        new PutObjectCommand({
+          Bucket: c.cold,
+          Key: key.replace(/\.tar\.gz$/, '.md5'),
+          Body: `${md5hex(body)}  ${T}_backend.tar.gz\n`,
+        }),
+      );
+      const dir = await mkdtemp(join(c.dir, 'to-dir-'));
+      const r = await c.run('restore', ['--to-dir', dir, '--what', 'backend', '--json']);
+      assert.equal(r.code, 1, r.stderr + r.stdout);
+      assert.match(
+        String(plateLines(r.stdout)[0]!.message),
+        /_backend\.tar\.gz: member .*2058\/evil is a symlink entry \(only files and folders are restored\); refused/,
+      );
+      assert.deepEqual([...(await readTree(dir)).keys()], []);
+    });
+
+    test('kill -9 mid-restore, then a re-run: it finishes, rewrites nothing restored, leaves no upload', async (t) => {
+      if (name === 's3rver')
+        return t.diagnostic('s3rver lists no multipart uploads: checked on the others');
+      const [images] = sourcePrefixes(BIG_PLATE) as [string];
+      const c = await archivedCase(
+        suite,
+        [BIG_PLATE],
+        () => new Map([[`${images}a-small.txt`, Buffer.from('small\n')], ...bigPlateObjects()]),
+      );
+      let pid = 0;
+      const run = runCli(
+        [
+          'restore',
+          ...plateArgs({ csv: c.csv, live: c.live, cold: c.cold }),
+          '--to-s3',
+          '--to-prefix',
+          'r/',
+        ],
+        serverEnv(suite.server),
+        { onSpawn: (p) => (pid = p) },
+      );
+      let uploads = 0;
+      for (let i = 0; i < 1000 && uploads === 0; i++) {
+        uploads =
+          (await suite.client.send(new ListMultipartUploadsCommand({ Bucket: c.live }))).Uploads
+            ?.length ?? 0;
+        if (uploads === 0) await new Promise((res) => setTimeout(res, 20));
+      }
+      assert.equal(uploads, 1, 'the restore never started its multipart upload');
+      process.kill(pid, 'SIGKILL');
+      assert.equal((await run).signal, 'SIGKILL');
+      const smallKey = `r/${images}a-small.txt`;
+      const small = await suite.client.send(
+        new HeadObjectCommand({ Bucket: c.live, Key: smallKey }),
+      );
+
+      const again = await c.run('restore', ['--to-s3', '--to-prefix', 'r/']);
+      assert.equal(again.code, 0, again.stderr + again.stdout);
+      assert.equal(
+        (await suite.client.send(new ListMultipartUploadsCommand({ Bucket: c.live }))).Uploads
+          ?.length ?? 0,
+        0,
+      );
+      const after = await suite.client.send(
+        new HeadObjectCommand({ Bucket: c.live, Key: smallKey }),
+      );
+      assert.equal(after.LastModified?.getTime(), small.LastModified?.getTime());
+      for (const [k, v] of c.truth.get(BIG_PLATE.plateId)!)
+        assert.ok((await getBytes(suite.client, c.live, `r/${k}`)).equals(v), k);
     });
   });
 }

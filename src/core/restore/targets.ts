@@ -91,8 +91,8 @@ export class DirTarget implements Target {
   }
 
   async folder(path: string): Promise<void> {
-    const dir = await this.inside(`${path}/.`, true);
-    await mkdir(dirname(dir), { recursive: true });
+    // inside() creates the parent of its path: here, the folder itself
+    await this.inside(`${path}/.folder`, true);
   }
 
   async existing(path: string): Promise<Existing | undefined> {
@@ -146,6 +146,20 @@ export class S3Target implements Target {
     return `s3://${this.bucket}/${this.key(path)}`;
   }
 
+  /**
+   * Multipart uploads of this key left by a run that was killed (billed until aborted). Only
+   * members large enough for a multipart upload can have one, so only they pay for the listing.
+   */
+  private async abortStale(path: string): Promise<void> {
+    let ids: string[];
+    try {
+      ids = await this.store.listUploads(this.bucket, this.key(path));
+    } catch {
+      return; // a store without ListMultipartUploads (s3rver) has nothing we could abort
+    }
+    for (const id of ids) await this.store.abortMultipart(this.bucket, this.key(path), id);
+  }
+
   /** Folder entries are not objects: S3 has no directories, and markers were never archived as data. */
   async folder(): Promise<void> {}
 
@@ -179,6 +193,7 @@ export class S3Target implements Target {
     const partSize =
       candidatePartSizes(size, expected?.etag ?? '')[0] ??
       (size <= SINGLE_PUT_MAX ? Math.max(size, 1) : partSizeFor(size));
+    if (partSize < size) await this.abortStale(path);
     const sink = new MultipartSink(this.store, this.bucket, this.key(path), partSize, {
       ifNoneMatch: !overwrite,
     });
