@@ -13,12 +13,16 @@ import {
   PutObjectCommand,
 } from '@aws-sdk/client-s3';
 import * as tar from 'tar-stream';
-import { plateArgs, runCli, serverEnv } from '../helpers/cli.js';
+import { BIN, plateArgs, runCli, serverEnv } from '../helpers/cli.js';
 import {
   PLATE_A,
   PLATE_B,
   readTree,
   sourcePrefixes,
+  uploadAll,
+  writePlatesCsv,
+  BATCH,
+  PROJECT,
   BIG_PLATE,
   bigPlateObjects,
   md5hex,
@@ -434,6 +438,46 @@ for (const name of testServerNames('glacier')) {
         ['2013_Gustafsdottir_PLOSONE/workspace/backend/BBBC022/2058/2058.sqlite'],
       );
       assert.deepEqual(await readdir(dir), ['2013_Gustafsdottir_PLOSONE', 'x']);
+    });
+
+    test('an archive made by the old bash script restores too', async () => {
+      const live = await suite.server.newBucket('live');
+      const cold = await suite.server.newBucket('cold');
+      const objs = plateObjects(PLATE_A, { manyFiles: 20 });
+      await uploadAll(suite.client, live, objs);
+      const dir = await mkdtemp(join(suite.work, 'old-'));
+      const csv = await writePlatesCsv([PLATE_A], dir);
+      await mkdir(join(dir, 'tmp'));
+      execFileSync(
+        'bash',
+        [
+          join(BIN, '../../bench/old_workflow.sh'),
+          ...['--plates', csv, '--project_name', PROJECT, '--batch_id', BATCH],
+          ...['--bucket', live, '--cold_bucket', cold, '--tmpdir', join(dir, 'tmp')],
+          ...[
+            '--max_procs',
+            '1',
+            '--endpoint_url',
+            suite.server.endpoint,
+            '--log_dir',
+            join(dir, 'log'),
+          ],
+        ],
+        { env: { ...process.env, ...serverEnv(suite.server) }, stdio: 'ignore' },
+      );
+      await moveCold(suite.client, cold, [PLATE_A], 'GLACIER');
+      const run = (cmd: string, extra: string[]) =>
+        runCli([cmd, ...plateArgs({ csv, live, cold }), ...extra], serverEnv(suite.server));
+      assert.equal((await run('restore-request', [])).code, 0);
+      const out = await mkdtemp(join(dir, 'to-dir-'));
+      const r = await run('restore', ['--to-dir', out, '--json']);
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      const expected = new Map(
+        [...objs]
+          .filter(([k]) => !k.endsWith('/'))
+          .map(([k, v]) => [k.slice('projects/'.length), v]),
+      );
+      assert.deepEqual(await readTree(out), expected);
     });
   });
 }
