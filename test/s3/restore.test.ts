@@ -4,7 +4,7 @@ import { mkdir, mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { randomBytes } from 'node:crypto';
-import { readFile } from 'node:fs/promises';
+import { readFile, realpath } from 'node:fs/promises';
 import { createGzip } from 'node:zlib';
 import {
   DeleteObjectCommand,
@@ -410,6 +410,16 @@ for (const name of testServerNames('glacier')) {
         none.stderr,
         /--include "\*\*\/nothing-like-this\.tif" matches no archived file/,
       );
+
+      const dry = await c.run('restore', ['--to-dir', dir, '--dry-run', '--json']);
+      assert.equal(dry.code, 0, dry.stderr);
+      const files = [...c.truth.get(PLATE_B.plateId)!].filter(([k]) => !k.endsWith('/'));
+      const bytes = files.reduce((n, [, v]) => n + v.length, 0);
+      assert.equal(
+        plateLines(dry.stdout)[0]!.message,
+        `would restore ${files.length} file(s), ${bytes} bytes, to ${await realpath(dir)}`,
+      );
+      assert.deepEqual(await readdir(dir), []);
 
       const missing = join(c.dir, 'no-such-dir');
       const nodir = await c.run('restore', ['--to-dir', missing]);

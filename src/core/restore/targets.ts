@@ -128,6 +128,8 @@ export class DirTarget implements Target {
 
 /** A member of at most this size is uploaded as a single PUT (plain-md5 ETag), buffered whole. */
 const SINGLE_PUT_MAX = 16 * 1024 * 1024;
+/** The archived object's own part size is reused up to this; memory is (queue + 1) × part size. */
+const MAX_REUSED_PART = 64 * 1024 * 1024;
 
 /** Each member back to its key (`projects/` + path) in a bucket, optionally under another prefix. */
 export class S3Target implements Target {
@@ -181,8 +183,8 @@ export class S3Target implements Target {
 
   /**
    * Uploads with the part size that reproduces the archived object's ETag when it can be told,
-   * so the restored object has the ETag it had; else one PUT up to 16 MiB, then the aws CLI rule.
-   * Memory: (upload queue + 1) × part size.
+   * so the restored object has the ETag it had (parts up to 64 MiB); else one PUT up to 16 MiB,
+   * then the aws CLI rule. Memory: (upload queue + 1) × part size.
    */
   async open(
     path: string,
@@ -191,7 +193,7 @@ export class S3Target implements Target {
   ): Promise<MemberWriter> {
     const size = expected?.size ?? 0;
     const partSize =
-      candidatePartSizes(size, expected?.etag ?? '')[0] ??
+      candidatePartSizes(size, expected?.etag ?? '').find((p) => p <= MAX_REUSED_PART) ??
       (size <= SINGLE_PUT_MAX ? Math.max(size, 1) : partSizeFor(size));
     if (partSize < size) await this.abortStale(path);
     const sink = new MultipartSink(this.store, this.bucket, this.key(path), partSize, {
