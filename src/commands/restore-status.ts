@@ -58,6 +58,12 @@ Examples:
       log: ctx.log,
       ...(f.logDir ? { logDir: f.logDir } : {}),
       onDone: reporter.onDone,
+      onPoll: (waiting, nextMs) =>
+        reporter.note(
+          `restore-status: ${waiting.length} plate(s) not readable yet (${waiting
+            .map((r) => `${r.plateId}: ${r.status}`)
+            .join(', ')}); next look in ${Math.round(nextMs / 1000)} s`,
+        ),
     });
   },
 };

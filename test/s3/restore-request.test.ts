@@ -42,6 +42,10 @@ for (const name of testServerNames('glacier')) {
       const timedOut = await c.run('restore-status', ['--wait', '--timeout', '2s', '--poll', '1s']);
       assert.equal(timedOut.code, 1);
       assert.match(timedOut.stdout, /not readable within --timeout/);
+      assert.match(
+        timedOut.stderr,
+        /restore-status: 2 plate\(s\) not readable yet \(.*R1: not restored.*\); next look in 1 s/,
+      );
 
       // --dry-run: the bytes of exactly the moved objects, an estimate per tier, nothing sent
       const snap = await snapshot(suite.client, c.cold);

@@ -11,8 +11,8 @@ export interface RestoreStatusOptions extends RunOptions {
   what: What;
   /** Poll until every plate is readable, or fail the plates still waiting at the timeout. */
   wait?: { timeoutMs: number; pollMs: number };
-  /** For tests: the clock and the sleep between polls. */
-  sleep?: (ms: number, signal: AbortSignal) => Promise<void>;
+  /** With wait: after each poll that leaves plates waiting, how many and the next poll's delay. */
+  onPoll?: (waiting: PlateResult[], nextMs: number) => void;
 }
 
 /** The first poll comes soon (restores of small objects can finish in minutes), then slower. */
@@ -63,7 +63,7 @@ async function statusPlate(
   };
 }
 
-const defaultSleep = (ms: number, signal: AbortSignal) =>
+const sleep = (ms: number, signal: AbortSignal) =>
   new Promise<void>((resolve) => {
     const t = setTimeout(done, ms);
     function done() {
@@ -91,7 +91,6 @@ export async function restoreStatus(
     });
   if (!opts.wait) return once(opts.plates, opts.onDone);
 
-  const sleep = opts.sleep ?? defaultSleep;
   const deadline = Date.now() + opts.wait.timeoutMs;
   const delay = pollDelays(opts.wait.pollMs);
   const final = new Map<string, PlateResult>();
@@ -107,7 +106,12 @@ export async function restoreStatus(
     if (pending.length === 0 || opts.signal.aborted) break;
     const left = deadline - Date.now();
     if (left <= 0) break;
-    await sleep(Math.min(delay(), left), opts.signal);
+    const wait = Math.min(delay(), left);
+    opts.onPoll?.(
+      results.filter((r) => r.status === 'restoring' || r.status === 'not restored'),
+      wait,
+    );
+    await sleep(wait, opts.signal);
   }
   const out = opts.plates.map((p) => {
     const r = final.get(p.plateId)!;
