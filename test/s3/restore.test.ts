@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
-import { mkdir, mkdtemp, readdir, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { randomBytes } from 'node:crypto';
@@ -439,6 +439,18 @@ for (const name of testServerNames('glacier')) {
         String(plateLines(unknown.stdout)[0]!.message),
         /not archived: .*NOPE_images_illum_analysis\.tar\.gz.* missing/,
       );
+
+      // a symlink already in DIR that leads out of it: refused, nothing created where it points
+      const outside = await mkdtemp(join(c.dir, 'outside-'));
+      const trap = await mkdtemp(join(c.dir, 'to-dir-'));
+      await symlink(outside, join(trap, '2013_Gustafsdottir_PLOSONE'));
+      const sym = await c.run('restore', ['--to-dir', trap, '--json']);
+      assert.equal(sym.code, 1);
+      assert.match(
+        String(plateLines(sym.stdout)[0]!.message),
+        /leads outside .* \(a symlink\); refused/,
+      );
+      assert.deepEqual(await readdir(outside), []);
 
       await mkdir(join(dir, 'x'));
       await c.run('restore', ['--to-dir', dir, '--include', '**/*.sqlite']);

@@ -106,7 +106,7 @@ export async function restoreTarball(job: TarballJob): Promise<TarballOutcome> {
   } catch (err) {
     body.destroy();
     await current?.discard();
-    for (const d of deferred) await d.w.discard();
+    for (const d of [...deferred, ...unproven]) await d.w.discard();
     if (err instanceof PlateError || job.store.signal.aborted) throw err;
     throw new PlateError(
       `${job.tarball.fileName}: not a readable tarball at member ${currentName || '(first)'} (${(err as Error).message}); nothing of that member was written`,

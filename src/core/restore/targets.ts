@@ -68,25 +68,36 @@ export class DirTarget implements Target {
     return join(this.root, path);
   }
 
-  /** The directory for `path` exists and is inside the root (no symlink leads out). */
+  /** Throws unless `dir`, with every symlink resolved, is the root or below it. */
+  private async checkInside(dir: string, path: string): Promise<void> {
+    const real = await realpath(dir);
+    if (real !== this.root && !real.startsWith(this.root + sep)) {
+      throw new PlateError(
+        `member ${path}: ${dir} leads outside ${this.root} (a symlink); refused`,
+      );
+    }
+  }
+
+  /**
+   * The member's file name, its directory created (when asked) and inside the root. The
+   * deepest existing ancestor is checked before anything is created, so a symlink already on
+   * disk cannot make mkdir create folders elsewhere.
+   */
   private async inside(path: string, create: boolean): Promise<string> {
     const file = join(this.root, path);
     if (!file.startsWith(this.root + sep))
       throw new PlateError(`member ${path} would land outside ${this.root}`);
     const parent = dirname(file);
-    if (create) {
-      try {
-        await mkdir(parent, { recursive: true });
-      } catch (err) {
-        throw new PlateError(`cannot create ${parent} (${(err as NodeJS.ErrnoException).code})`);
-      }
+    let existing = parent;
+    while (!(await lstat(existing).catch(() => undefined))) existing = dirname(existing);
+    await this.checkInside(existing, path);
+    if (!create) return file;
+    try {
+      await mkdir(parent, { recursive: true });
+    } catch (err) {
+      throw new PlateError(`cannot create ${parent} (${(err as NodeJS.ErrnoException).code})`);
     }
-    const real = await realpath(parent).catch(() => undefined);
-    if (real !== undefined && real !== this.root && !real.startsWith(this.root + sep)) {
-      throw new PlateError(
-        `member ${path}: ${parent} leads outside ${this.root} (a symlink); refused`,
-      );
-    }
+    await this.checkInside(parent, path);
     return file;
   }
 
@@ -106,7 +117,9 @@ export class DirTarget implements Target {
   async open(path: string): Promise<MemberWriter> {
     const file = await this.inside(path, true);
     const tmp = partialName(file);
-    let fh: FileHandle | undefined = await open(tmp, 'w');
+    // a partial file left by a killed run is ours to replace; 'wx' never follows a symlink there
+    await rm(tmp, { force: true });
+    let fh: FileHandle | undefined = await open(tmp, 'wx');
     return {
       write: async (chunk) => {
         await fh!.write(chunk);
