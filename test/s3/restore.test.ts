@@ -501,5 +501,33 @@ for (const name of testServerNames('glacier')) {
       );
       assert.deepEqual(await readTree(out), expected);
     });
+
+    test('a disk that fills mid-restore: the plate fails in one line, no partial file, no record', async () => {
+      const c = await archivedCase(suite, [PLATE_B]);
+      const dir = await mkdtemp(join(c.dir, 'small-disk-'));
+      // 64 KiB holds some of plate B's files but not all (its backend file alone is 50 kB)
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir]);
+      try {
+        const r = await c.run('restore', ['--to-dir', dir, '--json']);
+        assert.equal(r.code, 1, r.stderr + r.stdout);
+        assert.match(
+          String(plateLines(r.stdout)[0]!.message),
+          /cannot write .* \(the disk is full\); nothing of it is presented as restored/,
+        );
+        const truth = c.truth.get(PLATE_B.plateId)!;
+        for (const [path, data] of await readTree(dir)) {
+          assert.ok(!path.includes('.imgbackup-partial'), `left a partial file ${path}`);
+          assert.ok(
+            truth.get(`projects/${path}`)?.equals(data),
+            `${path} has bytes that were never uploaded`,
+          );
+        }
+        await assert.rejects(readFile(`${dir}.${tagOf(PLATE_B)}_restored.json`), {
+          code: 'ENOENT',
+        });
+      } finally {
+        execFileSync('umount', [dir]);
+      }
+    });
   });
 }

@@ -3,11 +3,11 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import * as tar from 'tar-stream';
-import { PlateError } from '../../errors.js';
+import { errorMessage, PlateError } from '../../errors.js';
 import type { ListingEntry } from '../../integrity/listings.js';
 import type { TarballLayout } from '../../layout/layout.js';
 import { objectChunks } from '../../s3/read-object.js';
-import type { ArchiveHead, S3Store } from '../../s3/store.js';
+import { isAbort, s3ErrorCode, type ArchiveHead, type S3Store } from '../../s3/store.js';
 import type { PathFilter } from './glob.js';
 import { MemberHasher, type Expected, type MemberProof } from './member-check.js';
 import type { MemberWriter, Target } from './targets.js';
@@ -163,25 +163,44 @@ async function member(
     else out.conflicts.push(job.target.where(p.path));
     return;
   }
-  const w = await job.target.open(p.path, expected ?? { size }, job.overwrite);
+  const where = job.target.where(p.path);
+  const w = await writing(where, () =>
+    job.target.open(p.path, expected ?? { size }, job.overwrite),
+  );
   setCurrent(w);
   for await (const c of entry) {
     hasher.update(c);
-    await w.write(c);
+    await writing(where, () => w.write(c));
   }
   const v = hasher.verdict();
   if (v.problem) {
     await w.discard();
     throw bad(v.problem);
   }
-  await w.finish();
+  await writing(where, () => w.finish());
   out.proofs[v.proof] += 1;
   out.written += 1;
   out.bytesWritten += size;
-  if (v.proof !== 'tarball-md5') return w.publish();
+  if (v.proof !== 'tarball-md5') return writing(where, () => w.publish());
   if (job.target.holdsUnpublished) deferred.push({ path: p.path, w });
   else {
-    await w.publish();
+    await writing(where, () => w.publish());
     unproven.push({ path: p.path, w });
+  }
+}
+
+/**
+ * A failed write (a full disk, a refused upload) is the destination's fault, not the tarball's:
+ * say so, naming the destination, rather than calling the tarball unreadable.
+ */
+async function writing<T>(where: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof PlateError || isAbort(err)) throw err;
+    const e = err as NodeJS.ErrnoException;
+    const why =
+      e.code === 'ENOSPC' ? 'the disk is full' : `${s3ErrorCode(err)}: ${errorMessage(err)}`;
+    throw new PlateError(`cannot write ${where} (${why}); nothing of it is presented as restored`);
   }
 }
