@@ -440,6 +440,17 @@ for (const name of testServerNames('glacier')) {
         /not archived: .*NOPE_images_illum_analysis\.tar\.gz.* missing/,
       );
 
+      // --what backend: the backend tarball alone, its members checked against its part of the listing
+      const back = await mkdtemp(join(c.dir, 'to-dir-'));
+      const wb = await c.run('restore', ['--to-dir', back, '--what', 'backend']);
+      assert.equal(wb.code, 0, wb.stderr + wb.stdout);
+      assert.deepEqual(
+        [...(await readTree(back)).keys()],
+        [...c.truth.get(PLATE_B.plateId)!.keys()]
+          .filter((k) => k.includes('/workspace/backend/'))
+          .map((k) => k.slice('projects/'.length)),
+      );
+
       // a symlink already in DIR that leads out of it: refused, nothing created where it points
       const outside = await mkdtemp(join(c.dir, 'outside-'));
       const trap = await mkdtemp(join(c.dir, 'to-dir-'));
