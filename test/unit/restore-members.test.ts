@@ -4,6 +4,7 @@ import { describe, test } from 'node:test';
 import { memberPath } from '../../src/core/restore/extract.js';
 import { globRegExp, pathFilter } from '../../src/core/restore/glob.js';
 import { candidatePartSizes, MemberHasher } from '../../src/core/restore/member-check.js';
+import { ranges } from '../../src/core/restore/ranged-read.js';
 import { partialName } from '../../src/core/restore/targets.js';
 import { etagOf } from '../../src/integrity/etag.js';
 
@@ -101,5 +102,20 @@ describe('restore member checks', () => {
     const h = new MemberHasher({ size: 5 });
     h.update(Buffer.from('abc'));
     assert.equal(h.verdict().problem, '3 bytes, the listing says 5');
+  });
+});
+
+describe('restore ranged reads', () => {
+  test('ranges cover the object exactly, the last one short', () => {
+    assert.deepEqual(ranges(20, 8), [
+      { start: 0, end: 7, size: 8 },
+      { start: 8, end: 15, size: 8 },
+      { start: 16, end: 19, size: 4 },
+    ]);
+    assert.deepEqual(ranges(16, 8), [
+      { start: 0, end: 7, size: 8 },
+      { start: 8, end: 15, size: 8 },
+    ]);
+    assert.deepEqual(ranges(0, 8), []);
   });
 });

@@ -6,9 +6,9 @@ import * as tar from 'tar-stream';
 import { errorMessage, PlateError } from '../../errors.js';
 import type { ListingEntry } from '../../integrity/listings.js';
 import type { TarballLayout } from '../../layout/layout.js';
-import { objectChunks } from '../../s3/read-object.js';
 import { isAbort, s3ErrorCode, type ArchiveHead, type S3Store } from '../../s3/store.js';
 import type { PathFilter } from './glob.js';
+import { rangedChunks } from './ranged-read.js';
 import { MemberHasher, type Expected, type MemberProof } from './member-check.js';
 import type { MemberWriter, Target } from './targets.js';
 
@@ -76,7 +76,7 @@ export async function restoreTarball(job: TarballJob): Promise<TarballOutcome> {
   const unproven: { path: string; w: MemberWriter }[] = [];
   let current: MemberWriter | undefined;
   let currentName = '';
-  const body = Readable.from(objectChunks(job.store, job.coldBucket, job.head));
+  const body = Readable.from(rangedChunks(job.store, job.coldBucket, job.head));
   const extract = tar.extract();
   const tap = new Transform({
     transform(chunk: Buffer, _e, done) {
