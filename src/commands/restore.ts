@@ -90,6 +90,7 @@ Examples:
     const f = flags as unknown as RestoreFlags;
     const to = await destination(f);
     const ctx = await buildContext(f, signal);
+    reporter.setTotal(ctx.plates.length);
     return restore(ctx.store, {
       layout: ctx.layout,
       plates: ctx.plates,
@@ -106,6 +107,8 @@ Examples:
       ...(f.logDir ? { logDir: f.logDir } : {}),
       onStart: reporter.onStart,
       onDone: reporter.onDone,
+      onPlan: reporter.onPlan,
+      progress: reporter.progress,
     });
   },
 };

@@ -25,6 +25,8 @@ export interface TarballJob {
   filter: PathFilter;
   target: Target;
   overwrite: boolean;
+  /** Tarball bytes read since the last call. */
+  progress?: (bytes: number) => void;
 }
 
 export interface TarballOutcome {
@@ -81,6 +83,7 @@ export async function restoreTarball(job: TarballJob): Promise<TarballOutcome> {
   const tap = new Transform({
     transform(chunk: Buffer, _e, done) {
       whole.update(chunk);
+      job.progress?.(chunk.length);
       done(null, chunk);
     },
   });

@@ -35,6 +35,10 @@ export interface RestoreOptions extends RunOptions {
   overwrite: boolean;
   dryRun: boolean;
   toolVersion: string;
+  /** A plate's restore starts: the tarball bytes it will read. */
+  onPlan?: (plateId: string, totalBytes: number) => void;
+  /** Tarball bytes a plate read since its last call. */
+  progress?: (plateId: string, bytes: number) => void;
 }
 
 /** What a plate's restore needs, all read before anything is written. */
@@ -174,6 +178,11 @@ async function restorePlate(
     };
   }
   const t = await target(store, opts.to);
+  const id = L.plate.plateId;
+  opts.onPlan?.(
+    id,
+    prep.tarballs.reduce((n, tb) => n + tb.head.size, 0),
+  );
   const outcomes: TarballOutcome[] = [];
   for (const tb of prep.tarballs) {
     outcomes.push(
@@ -189,6 +198,7 @@ async function restorePlate(
         filter,
         target: t,
         overwrite: opts.overwrite,
+        ...(opts.progress ? { progress: (n: number) => opts.progress!(id, n) } : {}),
       }),
     );
   }
