@@ -5,23 +5,27 @@
 #   dist/test/**/*.test.js runs. Give options in --opt=value form (a bare word is taken as a file),
 #   e.g. --test-name-pattern=multipart.
 # Env:
-#   IMGBACKUP_TEST_SERVERS   comma list of s3rver,rgw (default both)
+#   IMGBACKUP_TEST_SERVERS   comma list of s3rver,rgw,moto (default all three)
 #   IMGBACKUP_TEST_RGW_ENDPOINT/_ACCESS_KEY/_SECRET_KEY  use this S3 as "rgw" instead of starting one
 #   IMGBACKUP_TEST_RGW_OTHER_ACCESS_KEY/_SECRET_KEY      a second user there, who owns no bucket
 #   RGW_PORT, MON_PORT       ports for the radosgw started here (default: first free from 7480 / 3300)
+#   IMGBACKUP_TEST_MOTO_ENDPOINT  use this moto server instead of starting one
+#   MOTO_PORT                port for the moto started here (default: first free from 5000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-servers=${IMGBACKUP_TEST_SERVERS:-s3rver,rgw}
+servers=${IMGBACKUP_TEST_SERVERS:-s3rver,rgw,moto}
 export IMGBACKUP_TEST_SERVERS=$servers
 want_rgw=0
+want_moto=0
 IFS=',' read -ra names <<<"$servers"
 for n in "${names[@]}"; do
   n=${n//[[:space:]]/}
   case $n in
     rgw) want_rgw=1 ;;
+    moto) want_moto=1 ;;
     s3rver | '') ;;
-    *) echo "test.sh: unknown server '$n' in IMGBACKUP_TEST_SERVERS (known: s3rver, rgw)" >&2; exit 2 ;;
+    *) echo "test.sh: unknown server '$n' in IMGBACKUP_TEST_SERVERS (known: s3rver, rgw, moto)" >&2; exit 2 ;;
   esac
 done
 start_rgw=0
@@ -34,20 +38,34 @@ if [ "$want_rgw" = 1 ] && [ -z "${IMGBACKUP_TEST_RGW_ENDPOINT:-}" ]; then
   fi
 fi
 
+start_moto=0
+if [ "$want_moto" = 1 ] && [ -z "${IMGBACKUP_TEST_MOTO_ENDPOINT:-}" ]; then
+  start_moto=1
+  if ! python3 -c 'import moto.server' >/dev/null 2>&1; then
+    echo "test.sh: moto is not installed: run \`python3 -m pip install 'moto[server]==5.2.1'\`, or set IMGBACKUP_TEST_SERVERS=s3rver,rgw to leave the restore tests out" >&2
+    exit 1
+  fi
+fi
+
 # tsc never deletes outputs, so a removed or renamed test would keep running from dist/
 rm -rf dist/test
 npm run build
 
 rgw_dir=
+moto_dir=
 # shellcheck disable=SC2317  # only called from the EXIT trap
 cleanup() {
+  if [ -n "$moto_dir" ]; then
+    bash scripts/moto-stop.sh "$moto_dir" || true
+    rm -rf "$moto_dir"
+  fi
   if [ -n "$rgw_dir" ]; then
     bash scripts/rgw-stop.sh --discard "$rgw_dir" || true
     rm -rf "$rgw_dir"
   fi
 }
 trap cleanup EXIT
-# make INT/TERM go through the EXIT trap so radosgw never outlives us
+# make INT/TERM go through the EXIT trap so radosgw and moto never outlive us
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
@@ -91,6 +109,17 @@ if [ "$start_rgw" = 1 ]; then
     'BEGIN{printf "test.sh: radosgw up at %s in %.1f s\n", e, a-b}'
 fi
 
+if [ "$start_moto" = 1 ]; then
+  moto_dir=$(mktemp -d "${TMPDIR:-/tmp}/imgbackup-moto.XXXXXX")
+  if ! moto_env=$(bash scripts/moto-start.sh "$moto_dir"); then
+    echo "test.sh: could not start moto (set IMGBACKUP_TEST_SERVERS=s3rver,rgw to skip it)" >&2
+    exit 1
+  fi
+  IMGBACKUP_TEST_MOTO_ENDPOINT=$(sed -n 's/^S3_ENDPOINT=//p' <<<"$moto_env")
+  export IMGBACKUP_TEST_MOTO_ENDPOINT
+  echo "test.sh: moto up at $IMGBACKUP_TEST_MOTO_ENDPOINT"
+fi
+
 # s3rver 3.7.1 encrypts ListObjectsV2 continuation tokens with DES, which OpenSSL 3 only offers
 # through the legacy provider; NODE_OPTIONS (unlike a node flag) reaches the per-file test processes.
 case " ${NODE_OPTIONS:-} " in
@@ -114,7 +143,7 @@ if [ "${#files[@]}" = 0 ]; then
 fi
 
 rc=0
-# One file at a time: the rgw instance and the 2 cores are shared by all files.
+# One file at a time: the rgw and moto instances and the 2 cores are shared by all files.
 # --test-timeout bounds each test file's process (node 20 applies it per file too): a radosgw
 # whose OSD is full blocks writes forever instead of failing, and CI should fail, not hang.
 # A later --test-timeout=N among the args overrides it.

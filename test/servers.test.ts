@@ -4,7 +4,10 @@ import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import {
+  CopyObjectCommand,
   CompleteMultipartUploadCommand,
+  HeadObjectCommand,
+  RestoreObjectCommand,
   CreateMultipartUploadCommand,
   GetObjectCommand,
   ListObjectsV2Command,
@@ -68,7 +71,7 @@ async function listAll(s3: S3Client, bucket: string, prefix: string) {
   return { keys, pages };
 }
 
-for (const name of testServerNames()) {
+for (const name of testServerNames('all')) {
   describe(`test server: ${name}`, () => {
     let server: TestServer;
     let s3: S3Client;
@@ -129,6 +132,55 @@ for (const name of testServerNames()) {
       const want = Buffer.concat(parts);
       assert.equal(bytes.length, want.length);
       assert.ok(bytes.equals(want), 'downloaded bytes differ from uploaded parts');
+    });
+  });
+}
+
+// The restore tests lean on exactly this: if moto stops emulating it, they prove nothing.
+for (const name of testServerNames('glacier')) {
+  describe(`test server: ${name} emulates Glacier`, () => {
+    let server: TestServer;
+    let s3: S3Client;
+    before(async () => {
+      server = await startServer(name);
+      s3 = server.client();
+    });
+    after(async () => {
+      await server?.close();
+    });
+
+    it('refuses GET of a GLACIER object until RestoreObject, then serves its bytes', async () => {
+      const bucket = await server.newBucket('smoke-glacier');
+      const key = 'cold/x.tar.gz';
+      const body = randomBytes(1000);
+      await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
+      await s3.send(
+        new CopyObjectCommand({
+          Bucket: bucket,
+          Key: key,
+          CopySource: `${bucket}/${key}`,
+          StorageClass: 'GLACIER',
+          MetadataDirective: 'COPY',
+        }),
+      );
+      const before = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+      assert.equal(before.StorageClass, 'GLACIER');
+      assert.equal(before.Restore, undefined);
+      await assert.rejects(
+        s3.send(new GetObjectCommand({ Bucket: bucket, Key: key })),
+        (err: Error) => err.name === 'InvalidObjectState',
+      );
+      await s3.send(
+        new RestoreObjectCommand({
+          Bucket: bucket,
+          Key: key,
+          RestoreRequest: { Days: 1, GlacierJobParameters: { Tier: 'Standard' } },
+        }),
+      );
+      const after = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+      assert.match(after.Restore ?? '', /ongoing-request="false", expiry-date="/);
+      const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      assert.ok(Buffer.from(await got.Body!.transformToByteArray()).equals(body));
     });
   });
 }

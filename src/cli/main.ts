@@ -4,6 +4,9 @@ import { archiveCommand } from '../commands/archive.js';
 import { collectDeletesCommand } from '../commands/collect-deletes.js';
 import { deleteCommand } from '../commands/delete.js';
 import { planCommand } from '../commands/plan.js';
+import { restoreCommand } from '../commands/restore.js';
+import { restoreRequestCommand } from '../commands/restore-request.js';
+import { restoreStatusCommand } from '../commands/restore-status.js';
 import { verifyCommand } from '../commands/verify.js';
 import { describeS3Failure } from '../core/preflight.js';
 import { errorMessage } from '../errors.js';
@@ -18,6 +21,9 @@ const COMMANDS: CommandSpec[] = [
   verifyCommand,
   collectDeletesCommand,
   deleteCommand,
+  restoreRequestCommand,
+  restoreStatusCommand,
+  restoreCommand,
 ];
 
 export function version(): string {

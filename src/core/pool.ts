@@ -19,7 +19,13 @@ export type PlateStatus =
   | 'interrupted'
   // plan: where a plate stands
   | 'not archived'
-  | 'partial';
+  | 'partial'
+  // restore-request, restore-status, restore
+  | 'requested'
+  | 'restoring'
+  | 'not restored'
+  | 'readable'
+  | 'restored';
 
 export interface PlateResult {
   plateId: string;

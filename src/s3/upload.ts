@@ -33,10 +33,11 @@ async function putOnce(
   body: Buffer,
   md5: Buffer,
   claim: KeyClaim | undefined,
+  ifNoneMatch = true,
 ): Promise<void> {
   if (claim) claim.sent = true;
   try {
-    await store.put(bucket, key, body, { contentMd5: md5, ifNoneMatch: true });
+    await store.put(bucket, key, body, { contentMd5: md5, ifNoneMatch });
   } catch (err) {
     if (httpStatus(err) !== 412) throw err;
     if (claim) claim.taken = true;
@@ -75,6 +76,8 @@ class PartUploader {
     private readonly key: string,
     private readonly queueSize: number,
     private readonly claim: KeyClaim | undefined,
+    /** false: replace an existing object (restore --overwrite); else refuse to (412). */
+    private readonly ifNoneMatch = true,
   ) {
     this.parts = store.withSignal(AbortSignal.any([store.signal, this.stop.signal]));
   }
@@ -132,7 +135,7 @@ class PartUploader {
         this.key,
         id,
         this.etags.map((ETag, i) => ({ PartNumber: i + 1, ETag })),
-        { ifNoneMatch: true },
+        { ifNoneMatch: this.ifNoneMatch },
       );
     } catch (err) {
       const status = httpStatus(err);
@@ -316,6 +319,7 @@ export class MultipartSink extends Writable {
   private readonly parts: PartUploader;
   private readonly hashedParts: (() => readonly Buffer[]) | undefined;
   private readonly claim: KeyClaim | undefined;
+  private readonly ifNoneMatch: boolean;
 
   /**
    * `hashedParts`: the md5 of each part already hashed upstream, at this part size, by whoever
@@ -327,16 +331,23 @@ export class MultipartSink extends Writable {
     private readonly bucket: string,
     private readonly key: string,
     private readonly partSize: number,
-    opts: { queueSize?: number; hashedParts?: () => readonly Buffer[]; claim?: KeyClaim } = {},
+    opts: {
+      queueSize?: number;
+      hashedParts?: () => readonly Buffer[];
+      claim?: KeyClaim;
+      ifNoneMatch?: boolean;
+    } = {},
   ) {
     super();
     this.buf = Buffer.allocUnsafe(partSize);
+    this.ifNoneMatch = opts.ifNoneMatch ?? true;
     this.parts = new PartUploader(
       store,
       bucket,
       key,
       opts.queueSize ?? UPLOAD_QUEUE_SIZE,
       opts.claim,
+      this.ifNoneMatch,
     );
     this.hashedParts = opts.hashedParts;
     this.claim = opts.claim;
@@ -375,7 +386,7 @@ export class MultipartSink extends Writable {
     if (this.partNumber === 0) {
       const body = this.buf.subarray(0, this.fill);
       const md5 = createHash('md5').update(body).digest();
-      await putOnce(this.store, this.bucket, this.key, body, md5, this.claim);
+      await putOnce(this.store, this.bucket, this.key, body, md5, this.claim, this.ifNoneMatch);
       return;
     }
     await this.dispatch();

@@ -1,5 +1,7 @@
-// S3 servers for the integration tests: s3rver in-process, and a real radosgw that
-// scripts/test.sh starts and describes through IMGBACKUP_TEST_RGW_* env vars.
+// S3 servers for the integration tests: s3rver in-process, a real radosgw that scripts/test.sh
+// starts and describes through IMGBACKUP_TEST_RGW_* env vars, and moto (the only one emulating
+// Glacier storage classes and RestoreObject), started by scripts/moto-start.sh and described by
+// IMGBACKUP_TEST_MOTO_ENDPOINT.
 import { createCipheriv, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -7,7 +9,7 @@ import { join } from 'node:path';
 import { CreateBucketCommand, ListBucketsCommand, S3Client } from '@aws-sdk/client-s3';
 import S3rver from 's3rver';
 
-export type TestServerName = 's3rver' | 'rgw';
+export type TestServerName = 's3rver' | 'rgw' | 'moto';
 
 export interface TestServer {
   name: TestServerName;
@@ -22,10 +24,27 @@ export interface TestServer {
   close(): Promise<void>;
 }
 
-const ALL_SERVERS: readonly TestServerName[] = ['s3rver', 'rgw'];
+const ALL_SERVERS: readonly TestServerName[] = ['s3rver', 'rgw', 'moto'];
 
-/** Servers to run the integration tests against: IMGBACKUP_TEST_SERVERS (comma list), default both. */
-export function testServerNames(): TestServerName[] {
+/** Servers that emulate Glacier storage classes and RestoreObject. */
+const GLACIER_SERVERS: readonly TestServerName[] = ['moto'];
+
+/**
+ * Which servers a test file runs on, among those IMGBACKUP_TEST_SERVERS selects (comma list,
+ * default all three): 'general' (the default) are the S3 stores every behaviour is checked on
+ * (s3rver, radosgw); 'all' adds moto; 'glacier' is moto alone, for what needs archive classes.
+ */
+export function testServerNames(
+  scope: 'general' | 'all' | 'glacier' = 'general',
+): TestServerName[] {
+  const names = selectedServerNames();
+  if (scope === 'all') return names;
+  const glacier = (n: TestServerName) => GLACIER_SERVERS.includes(n);
+  return names.filter((n) => (scope === 'glacier' ? glacier(n) : !glacier(n)));
+}
+
+/** IMGBACKUP_TEST_SERVERS, checked. */
+export function selectedServerNames(): TestServerName[] {
   const raw = process.env.IMGBACKUP_TEST_SERVERS ?? ALL_SERVERS.join(',');
   const names: TestServerName[] = [];
   for (const part of raw.split(',')) {
@@ -48,6 +67,8 @@ export async function startServer(name: TestServerName): Promise<TestServer> {
       return startS3rver();
     case 'rgw':
       return connectRgw();
+    case 'moto':
+      return connectMoto();
     default:
       throw new Error(`unknown test server '${String(name)}'`);
   }
@@ -161,6 +182,46 @@ async function startS3rver(): Promise<TestServer> {
   );
 }
 
+async function connectMoto(): Promise<TestServer> {
+  const endpoint = process.env.IMGBACKUP_TEST_MOTO_ENDPOINT;
+  if (!endpoint) {
+    throw new Error(
+      'moto test server: IMGBACKUP_TEST_MOTO_ENDPOINT must be set. Run the tests with `npm test` ' +
+        '(scripts/test.sh starts moto), or leave moto out of IMGBACKUP_TEST_SERVERS.',
+    );
+  }
+  // moto takes any key pair; its data lives in its memory and goes with scripts/moto-stop.sh
+  return probed(
+    makeServer(
+      {
+        name: 'moto',
+        endpoint,
+        accessKeyId: 'motoaccesskey',
+        secretAccessKey: 'motosecretkey',
+        region: 'us-east-1',
+      },
+      async () => {},
+    ),
+  );
+}
+
+/** Fails here, with the endpoint in the message, rather than in the first test's first request. */
+async function probed(server: TestServer): Promise<TestServer> {
+  const probe = server.client();
+  try {
+    await probe.send(new ListBucketsCommand({}));
+  } catch (err) {
+    await server.close();
+    throw new Error(
+      `${server.name} test server at ${server.endpoint} is not usable: ${String(err)}`,
+      {
+        cause: err,
+      },
+    );
+  }
+  return server;
+}
+
 async function connectRgw(): Promise<TestServer> {
   const env = process.env;
   const endpoint = env.IMGBACKUP_TEST_RGW_ENDPOINT;
@@ -173,27 +234,18 @@ async function connectRgw(): Promise<TestServer> {
         '(scripts/test.sh starts radosgw), or set IMGBACKUP_TEST_SERVERS=s3rver.',
     );
   }
-  const server = makeServer(
-    {
-      name: 'rgw',
-      endpoint,
-      accessKeyId,
-      secretAccessKey,
-      region: env.IMGBACKUP_TEST_RGW_REGION || 'us-east-1',
-    },
-    // radosgw is owned by scripts/test.sh (or whoever set the env); every test uses its own
-    // buckets, so there is nothing to tear down here
-    async () => {},
+  return probed(
+    makeServer(
+      {
+        name: 'rgw',
+        endpoint,
+        accessKeyId,
+        secretAccessKey,
+        region: env.IMGBACKUP_TEST_RGW_REGION || 'us-east-1',
+      },
+      // radosgw is owned by scripts/test.sh (or whoever set the env); every test uses its own
+      // buckets, so there is nothing to tear down here
+      async () => {},
+    ),
   );
-  // fail here, with the endpoint in the message, rather than in the first test's first request
-  const probe = server.client();
-  try {
-    await probe.send(new ListBucketsCommand({}));
-  } catch (err) {
-    await server.close();
-    throw new Error(`rgw test server at ${endpoint} is not usable: ${String(err)}`, {
-      cause: err,
-    });
-  }
-  return server;
 }

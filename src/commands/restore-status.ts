@@ -1,0 +1,69 @@
+import { addCommonOptions, buildContext, type CommonFlags } from '../cli/common.js';
+import type { CommandSpec } from '../cli/command-spec.js';
+import { restoreStatus } from '../core/restore/status.js';
+import { addWhatOption, parseDuration, type RestoreCommonFlags } from './restore-flags.js';
+
+interface RestoreStatusFlags extends CommonFlags, RestoreCommonFlags {
+  wait?: boolean;
+  timeout: number;
+  poll: number;
+}
+
+export const restoreStatusCommand: CommandSpec = {
+  name: 'restore-status',
+  define: (program) =>
+    addWhatOption(
+      addCommonOptions(
+        program
+          .command('restore-status')
+          .summary("show whether each plate's tarballs are readable, restoring or not requested")
+          .description(
+            'Changes nothing. Per plate and tarball: readable now, restore in progress, ready\n' +
+              'until <expiry>, or not requested (S3 cannot tell that from an expired restore).\n' +
+              '--wait polls, with growing intervals up to --poll, until every plate is readable\n' +
+              '(exit 0) or --timeout passes (the plates still waiting fail: exit 1).',
+          ),
+      ),
+    )
+      .option('--wait', 'poll until every tarball is readable')
+      .option(
+        '--timeout <duration>',
+        'with --wait: give up after this long',
+        parseDuration('--timeout'),
+        12 * 3_600_000,
+      )
+      .option(
+        '--poll <duration>',
+        'with --wait: the longest interval between polls',
+        parseDuration('--poll'),
+        5 * 60_000,
+      )
+      .addHelpText(
+        'after',
+        `
+Examples:
+  $ imgbackup restore-status --plates plates.csv --project-name P --batch-id B
+  $ imgbackup restore-status --plates plates.csv --project-name P --batch-id B --wait --timeout 12h --poll 5m`,
+      ),
+  run: async (flags, signal, reporter) => {
+    const f = flags as unknown as RestoreStatusFlags;
+    const ctx = await buildContext(f, signal);
+    return restoreStatus(ctx.store, {
+      layout: ctx.layout,
+      plates: ctx.plates,
+      what: f.what,
+      ...(f.wait ? { wait: { timeoutMs: f.timeout, pollMs: f.poll } } : {}),
+      maxProcs: f.maxProcs,
+      signal,
+      log: ctx.log,
+      ...(f.logDir ? { logDir: f.logDir } : {}),
+      onDone: reporter.onDone,
+      onPoll: (waiting, nextMs) =>
+        reporter.note(
+          `restore-status: ${waiting.length} plate(s) not readable yet (${waiting
+            .map((r) => `${r.plateId}: ${r.status}`)
+            .join(', ')}); next look in ${Math.round(nextMs / 1000)} s`,
+        ),
+    });
+  },
+};

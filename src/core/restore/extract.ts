@@ -1,0 +1,209 @@
+import { createHash } from 'node:crypto';
+import { Readable, Transform } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { createGunzip } from 'node:zlib';
+import * as tar from 'tar-stream';
+import { errorMessage, PlateError } from '../../errors.js';
+import type { ListingEntry } from '../../integrity/listings.js';
+import type { TarballLayout } from '../../layout/layout.js';
+import { isAbort, s3ErrorCode, type ArchiveHead, type S3Store } from '../../s3/store.js';
+import type { PathFilter } from './glob.js';
+import { rangedChunks } from './ranged-read.js';
+import { MemberHasher, type Expected, type MemberProof } from './member-check.js';
+import type { MemberWriter, Target } from './targets.js';
+
+export interface TarballJob {
+  store: S3Store;
+  coldBucket: string;
+  tag: string;
+  compressed: boolean;
+  tarball: TarballLayout;
+  head: ArchiveHead;
+  /** The md5 X.md5 records. */
+  md5: string;
+  expected: Map<string, Expected>;
+  filter: PathFilter;
+  target: Target;
+  overwrite: boolean;
+  /** Tarball bytes read since the last call. */
+  progress?: (bytes: number) => void;
+}
+
+export interface TarballOutcome {
+  /** Every file member (filtered or not), for the listing check. */
+  members: ListingEntry[];
+  written: number;
+  skipped: number;
+  folders: number;
+  bytesWritten: number;
+  conflicts: string[];
+  proofs: Record<MemberProof, number>;
+}
+
+/** Why a tar member name cannot be restored safely, or its listing path. */
+export function memberPath(
+  tag: string,
+  name: string,
+  type: string | null | undefined,
+): { path: string } | { refused: string } {
+  if (type !== 'file' && type !== 'directory')
+    return { refused: `is a ${type ?? 'special'} entry (only files and folders are restored)` };
+  if (!name.startsWith(`${tag}/`)) return { refused: `is not under ${tag}/` };
+  const rest = name.slice(tag.length + 1).replace(/\/$/, '');
+  if (rest === '') return { path: '' };
+  for (const s of rest.split('/')) {
+    if (s === '..' || s === '.' || s === '') return { refused: `has a "${s}" path segment` };
+  }
+  return { path: rest };
+}
+
+/**
+ * Streams one tarball from S3 (GET → md5 → gunzip → tar parse) and writes each wanted file
+ * member to the target. A member is published under its final name once its own check passes
+ * (md5 or multipart ETag against the archive's record); one with no own check waits for the
+ * tarball's md5 on disk, and on S3 is deleted again if that md5 then fails. Nothing is staged.
+ */
+export async function restoreTarball(job: TarballJob): Promise<TarballOutcome> {
+  const out: TarballOutcome = {
+    members: [],
+    written: 0,
+    skipped: 0,
+    folders: 0,
+    bytesWritten: 0,
+    conflicts: [],
+    proofs: { md5: 0, 'multipart-etag': 0, 'tarball-md5': 0 },
+  };
+  const whole = createHash('md5');
+  const deferred: { path: string; w: MemberWriter }[] = [];
+  const unproven: { path: string; w: MemberWriter }[] = [];
+  let current: MemberWriter | undefined;
+  let currentName = '';
+  const body = Readable.from(rangedChunks(job.store, job.coldBucket, job.head));
+  const extract = tar.extract();
+  const tap = new Transform({
+    transform(chunk: Buffer, _e, done) {
+      whole.update(chunk);
+      job.progress?.(chunk.length);
+      done(null, chunk);
+    },
+  });
+  const parse = job.compressed
+    ? pipeline(body, tap, createGunzip(), extract)
+    : pipeline(body, tap, extract);
+  const consume = (async () => {
+    for await (const entry of extract) {
+      currentName = entry.header.name;
+      await member(
+        job,
+        entry as AsyncIterable<Buffer> & { header: tar.Header },
+        out,
+        deferred,
+        unproven,
+        (w) => (current = w),
+      );
+      current = undefined;
+    }
+  })();
+  try {
+    await Promise.all([parse, consume]);
+  } catch (err) {
+    body.destroy();
+    await current?.discard();
+    for (const d of [...deferred, ...unproven]) await d.w.discard();
+    if (err instanceof PlateError || job.store.signal.aborted) throw err;
+    throw new PlateError(
+      `${job.tarball.fileName}: not a readable tarball at member ${currentName || '(first)'} (${(err as Error).message}); nothing of that member was written`,
+    );
+  }
+  const md5 = whole.digest('hex');
+  if (md5 !== job.md5) {
+    for (const d of deferred) await d.w.discard();
+    for (const u of unproven) await u.w.discard();
+    throw new PlateError(
+      `${job.tarball.fileName}: md5 of the bytes read is ${md5}, ${job.tarball.fileName}.md5 says ${job.md5}; members checked only by it were not kept`,
+    );
+  }
+  for (const d of deferred) await d.w.publish();
+  return out;
+}
+
+async function member(
+  job: TarballJob,
+  entry: AsyncIterable<Buffer> & { header: tar.Header },
+  out: TarballOutcome,
+  deferred: { path: string; w: MemberWriter }[],
+  unproven: { path: string; w: MemberWriter }[],
+  setCurrent: (w: MemberWriter) => void,
+): Promise<void> {
+  const h = entry.header;
+  const drain = async (hasher?: MemberHasher) => {
+    for await (const c of entry) hasher?.update(c);
+  };
+  const p = memberPath(job.tag, h.name, h.type);
+  if ('refused' in p)
+    throw new PlateError(`${job.tarball.fileName}: member ${h.name} ${p.refused}; refused`);
+  if (h.type === 'directory') {
+    await drain();
+    if (p.path !== '' && job.filter.wants(p.path)) {
+      await job.target.folder(p.path);
+      out.folders += 1;
+    }
+    return;
+  }
+  const size = h.size ?? 0;
+  out.members.push({ path: p.path, size });
+  if (!job.filter.wants(p.path)) return drain();
+  const expected = job.expected.get(p.path);
+  const hasher = new MemberHasher(expected ?? { size });
+  const bad = (problem: string) =>
+    new PlateError(`${job.tarball.fileName}: member ${p.path}: ${problem}; it was not written`);
+  const there = await job.target.existing(p.path);
+  if (there && !job.overwrite) {
+    await drain(hasher);
+    const v = hasher.verdict();
+    if (v.problem) throw bad(v.problem);
+    if (there.size === size && (await there.same(v.md5))) out.skipped += 1;
+    else out.conflicts.push(job.target.where(p.path));
+    return;
+  }
+  const where = job.target.where(p.path);
+  const w = await writing(where, () =>
+    job.target.open(p.path, expected ?? { size }, job.overwrite),
+  );
+  setCurrent(w);
+  for await (const c of entry) {
+    hasher.update(c);
+    await writing(where, () => w.write(c));
+  }
+  const v = hasher.verdict();
+  if (v.problem) {
+    await w.discard();
+    throw bad(v.problem);
+  }
+  await writing(where, () => w.finish());
+  out.proofs[v.proof] += 1;
+  out.written += 1;
+  out.bytesWritten += size;
+  if (v.proof !== 'tarball-md5') return writing(where, () => w.publish());
+  if (job.target.holdsUnpublished) deferred.push({ path: p.path, w });
+  else {
+    await writing(where, () => w.publish());
+    unproven.push({ path: p.path, w });
+  }
+}
+
+/**
+ * A failed write (a full disk, a refused upload) is the destination's fault, not the tarball's:
+ * say so, naming the destination, rather than calling the tarball unreadable.
+ */
+async function writing<T>(where: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof PlateError || isAbort(err)) throw err;
+    const e = err as NodeJS.ErrnoException;
+    const why =
+      e.code === 'ENOSPC' ? 'the disk is full' : `${s3ErrorCode(err)}: ${errorMessage(err)}`;
+    throw new PlateError(`cannot write ${where} (${why}); nothing of it is presented as restored`);
+  }
+}

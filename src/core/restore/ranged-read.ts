@@ -1,0 +1,95 @@
+import { setTimeout as sleep } from 'node:timers/promises';
+import { PlateError } from '../../errors.js';
+import { ArchivedObjectError, MAX_BODY_RESUMES } from '../../s3/read-object.js';
+import { httpStatus, isAbort, s3ErrorCode, type ObjectInfo, type S3Store } from '../../s3/store.js';
+import { readAhead } from '../read-ahead.js';
+
+/** Bytes per ranged GET of a tarball: small enough to retry cheaply, large enough to stream. */
+export const RANGE_BYTES = 8 * 1024 * 1024;
+/** Ranged GETs in flight per tarball: one GET stream is latency-bound well below a link's rate. */
+export const RANGES_IN_FLIGHT = 4;
+const RETRY_BACKOFF_MS = 200;
+
+interface Range {
+  start: number;
+  /** Inclusive, as the Range header counts. */
+  end: number;
+  size: number;
+}
+
+export function ranges(size: number, rangeBytes = RANGE_BYTES): Range[] {
+  const out: Range[] = [];
+  for (let start = 0; start < size; start += rangeBytes) {
+    const end = Math.min(size, start + rangeBytes) - 1;
+    out.push({ start, end, size: end - start + 1 });
+  }
+  return out;
+}
+
+async function fetchRange(
+  store: S3Store,
+  bucket: string,
+  obj: ObjectInfo,
+  r: Range,
+): Promise<Buffer[]> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      const chunks: Buffer[] = [];
+      let got = 0;
+      for await (const c of await store.getRange(bucket, obj.key, r.start, r.end, {
+        ifMatch: obj.etag,
+      })) {
+        const b = Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
+        got += b.length;
+        chunks.push(b);
+      }
+      if (got !== r.size) throw new Error(`bytes ${r.start}-${r.end}: got ${got} bytes`);
+      return chunks;
+    } catch (err) {
+      if (isAbort(err) || store.signal.aborted) throw err;
+      const code = s3ErrorCode(err);
+      if (code === 'InvalidObjectState') throw new ArchivedObjectError(obj.key);
+      if (httpStatus(err) === 412 || code === 'PreconditionFailed')
+        throw new PlateError(
+          `${obj.key} changed while it was read (ETag is no longer ${obj.etag}); run again`,
+        );
+      if (attempt >= MAX_BODY_RESUMES)
+        throw new PlateError(
+          `${obj.key}: bytes ${r.start}-${r.end} failed ${attempt + 1} times (${code}); run again later`,
+        );
+      await sleep(RETRY_BACKOFF_MS * 2 ** attempt * Math.random(), undefined, {
+        signal: store.signal,
+      });
+    }
+  }
+}
+
+/**
+ * An object's bytes in order, read as ranged GETs of RANGE_BYTES with RANGES_IN_FLIGHT of them
+ * in flight; each pinned to the listed ETag (If-Match) so an object replaced mid-read fails, and
+ * each retried alone when it fails. Memory: RANGES_IN_FLIGHT + 1 ranges (40 MiB), the one being
+ * consumed included.
+ */
+export async function* rangedChunks(
+  store: S3Store,
+  bucket: string,
+  obj: ObjectInfo,
+): AsyncGenerator<Buffer> {
+  const all = ranges(obj.size);
+  const opts = {
+    maxCount: RANGES_IN_FLIGHT,
+    maxBytes: RANGES_IN_FLIGHT * RANGE_BYTES,
+    bufferLimit: Infinity,
+  };
+  const never = (): AsyncIterable<Buffer> => {
+    throw new Error('every range is read whole');
+  };
+  for await (const { body } of readAhead(
+    all,
+    (r) => fetchRange(store, bucket, obj, r),
+    never,
+    opts,
+  )) {
+    yield* body as Buffer[];
+  }
+}
