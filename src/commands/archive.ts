@@ -88,7 +88,7 @@ Examples:
   run: async (flags, signal, reporter): Promise<PlateResult[]> => {
     const f = flags as unknown as ArchiveFlags;
     const { engine, fallback } = chooseGzipEngine(f.gzipEngine, f.compressionLevel);
-    const ctx = await buildContext(f, signal);
+    const ctx = await buildContext(f, signal, reporter);
     // Said once, when the first plate starts compressing: not for a bad flag or CSV, a dry run,
     // --no-compress or a run whose plates are all archived already.
     let warn = f.compress && !f.dryRun ? fallback : undefined;

@@ -43,7 +43,7 @@ Examples:
       ),
   run: async (flags, signal, reporter) => {
     const f = flags as unknown as DeleteFlags;
-    const ctx = await buildContext(f, signal);
+    const ctx = await buildContext(f, signal, reporter);
     let plan;
     if (f.plan) {
       const text = await readFile(f.plan, 'utf8').catch(() => {

@@ -1,6 +1,8 @@
-// What a user sees on stderr: the zlib-fallback warning only where compression happens, once.
+// What a user sees on stderr: the zlib-fallback warning only where compression happens, once;
+// log warnings as human lines (JSON only in --log-dir files and with --json).
 import assert from 'node:assert/strict';
-import { mkdtemp, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { plateArgs, runCli, serverEnv } from '../helpers/cli.js';
@@ -8,6 +10,7 @@ import {
   PLATE_B,
   plateObjects,
   SIBLINGS,
+  sourcePrefixes,
   uploadAll,
   writePlatesCsv,
   type FixturePlate,
@@ -66,6 +69,39 @@ for (const name of testServerNames()) {
         assert.equal(r.code, 0, `${what}: ${r.stderr}`);
         assert.equal(count(r.stderr, FALLBACK), 0, `${what}: no zlib warning in:\n${r.stderr}`);
       }
+    });
+
+    test('verify after a file was added since the archive: a human warning line, JSON only in --log-dir and --json', async () => {
+      const env = serverEnv(suite.server);
+      const dir = await mkdtemp(join(suite.work, 'log-'));
+      const plate = SIBLINGS[1]!;
+      await uploadAll(suite.client, live, plateObjects(plate));
+      const csv = await writePlatesCsv([plate], dir);
+      const flags = plateArgs({ csv, live, cold });
+      const a = await runCli(['archive', ...flags, '--tmpdir', dir], env);
+      assert.equal(a.code, 0, a.stderr);
+      const added = `${sourcePrefixes(plate)[0]}added later.tif`;
+      await suite.client.send(
+        new PutObjectCommand({ Bucket: live, Key: added, Body: Buffer.from('new\n') }),
+      );
+      const logDir = join(dir, 'logs');
+      const v = await runCli(['verify', ...flags, '--log-dir', logDir], env);
+      assert.equal(v.code, 0, v.stderr);
+      const warning = `${plate.plateId}: sources changed since the archive: added (1): ${JSON.stringify(added)}`;
+      assert.ok(v.stderr.split('\n').includes(warning), `${warning}\nin:\n${v.stderr}`);
+      assert.doesNotMatch(v.stderr, /\{"level"/);
+      const records = (await readFile(join(logDir, `${plate.plateId}.log`), 'utf8'))
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { level: number; msg: string; added?: string[] });
+      const rec = records.find((r) => r.msg === 'sources changed since the archive');
+      assert.deepEqual([rec?.level, rec?.added], [40, [added]], 'the plate log keeps JSON');
+      const j = await runCli(['verify', ...flags, '--json'], env);
+      assert.equal(j.code, 0, j.stderr);
+      const line = j.stderr.split('\n').find((l) => l.startsWith('{"level":40'));
+      assert.ok(line, `a JSON warning on stderr with --json:\n${j.stderr}`);
+      const json = JSON.parse(line) as { plate: string; msg: string; added: string[] };
+      assert.deepEqual([json.plate, json.msg, json.added], [plate.plateId, rec?.msg, [added]]);
     });
   });
 }
