@@ -1,12 +1,15 @@
 // What a user sees on stderr: the zlib-fallback warning only where compression happens, once;
-// log warnings as human lines (JSON only in --log-dir files and with --json).
+// log warnings as human lines (JSON only in --log-dir files and with --json); delete --dry-run
+// as a summary per plate, with every key in --list FILE.
 import assert from 'node:assert/strict';
-import { mkdtemp, readFile, writeFile } from 'node:fs/promises';
+import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { plateArgs, runCli, serverEnv } from '../helpers/cli.js';
+import { snapshot } from '../helpers/s3.js';
 import {
+  PLATE_A,
   PLATE_B,
   plateObjects,
   SIBLINGS,
@@ -102,6 +105,70 @@ for (const name of testServerNames()) {
       assert.ok(line, `a JSON warning on stderr with --json:\n${j.stderr}`);
       const json = JSON.parse(line) as { plate: string; msg: string; added: string[] };
       assert.deepEqual([json.plate, json.msg, json.added], [plate.plateId, rec?.msg, [added]]);
+    });
+
+    test('delete --dry-run: a summary per plate; --list FILE has every key, bucket and size', async () => {
+      const env = serverEnv(suite.server);
+      const dir = await mkdtemp(join(suite.work, 'dry-'));
+      const [dLive, dCold] = [
+        await suite.server.newBucket('live'),
+        await suite.server.newBucket('cold'),
+      ];
+      const truth = new Map<string, Buffer>();
+      for (const p of [PLATE_A, PLATE_B]) {
+        const objs = plateObjects(p, { manyFiles: 30, bigFile: 1000 });
+        await uploadAll(suite.client, dLive, objs);
+        for (const [k, v] of objs) if (!k.endsWith('/')) truth.set(`${p.plateId}\t${k}`, v);
+      }
+      const csv = await writePlatesCsv([PLATE_A, PLATE_B], dir);
+      const flags = plateArgs({ csv, live: dLive, cold: dCold });
+      for (const args of [['archive', '--tmpdir', dir], ['verify']]) {
+        const r = await runCli([args[0]!, ...flags, ...args.slice(1)], env);
+        assert.equal(r.code, 0, r.stderr);
+      }
+      const before = await snapshot(suite.client, dLive);
+      const list = join(dir, 'keys.jsonl');
+      const r = await runCli(['delete', ...flags, '--dry-run', '--list', list], env);
+      assert.equal(r.code, 0, r.stderr);
+      for (const p of [PLATE_A, PLATE_B]) {
+        const mine = [...truth].filter(([k]) => k.startsWith(`${p.plateId}\t`));
+        const bytes = mine.reduce((n, [, v]) => n + v.length, 0);
+        const kb = bytes < 1000 ? `${bytes} B` : `${(bytes / 1000).toFixed(1)} kB`;
+        const head = `${p.plateId}: would delete ${mine.length} keys (${kb}) from s3://${dLive}, e.g.:`;
+        const at = r.stdout.split('\n').indexOf(head);
+        assert.ok(at >= 0, `${head}\nin:\n${r.stdout}`);
+        const lines = r.stdout.split('\n').slice(at + 1, at + 5);
+        for (const l of lines.slice(0, 3)) {
+          const m = /^  s3:\/\/([^/]+)\/(.+) \((\d+) B\)$/.exec(l);
+          assert.ok(m, l);
+          assert.equal(m[1], dLive);
+          assert.equal(String(truth.get(`${p.plateId}\t${m[2]}`)?.length), m[3], l);
+        }
+        assert.equal(lines[3], `  and ${mine.length - 3} more (all in ${list})`);
+      }
+      assert.ok(r.stdout.split('\n').length < 30, `a summary, not every key:\n${r.stdout}`);
+      const listed = (await readFile(list, 'utf8'))
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { plate: string; bucket: string; key: string; size: number });
+      assert.deepEqual(
+        listed.map((l) => [`${l.plate}\t${l.key}`, l.bucket, l.size]).sort(),
+        [...truth].map(([k, v]) => [k, dLive, v.length]).sort(),
+      );
+      assert.deepEqual(await readdir(dir).then((d) => d.filter((f) => f.includes('partial'))), []);
+      const plain = await runCli(['delete', ...flags, '--dry-run'], env);
+      assert.equal(plain.code, 0, plain.stderr);
+      assert.match(plain.stdout, /^  and \d+ more \(--list FILE lists every key\)$/m);
+      const noDry = await runCli(['delete', ...flags, '--yes', '--list', list], env);
+      assert.equal(noDry.code, 2, noDry.stderr);
+      assert.match(noDry.stderr, /^imgbackup: --list FILE goes with --dry-run$/m);
+      const noDir = await runCli(
+        ['delete', ...flags, '--dry-run', '--list', join(dir, 'no', 'x')],
+        env,
+      );
+      assert.equal(noDir.code, 2, noDir.stderr);
+      assert.match(noDir.stderr, /--list .*: cannot write in .* \(does it exist\?\)/);
+      assert.deepEqual(await snapshot(suite.client, dLive), before, 'nothing deleted');
     });
   });
 }
