@@ -139,7 +139,7 @@ for (const name of testServerNames()) {
         assert.ok(at >= 0, `${head}\nin:\n${r.stdout}`);
         const lines = r.stdout.split('\n').slice(at + 1, at + 5);
         for (const l of lines.slice(0, 3)) {
-          const m = /^  s3:\/\/([^/]+)\/(.+) \((\d+) B\)$/.exec(l);
+          const m = /^ {2}s3:\/\/([^/]+)\/(.+) \((\d+) B\)$/.exec(l);
           assert.ok(m, l);
           assert.equal(m[1], dLive);
           assert.equal(String(truth.get(`${p.plateId}\t${m[2]}`)?.length), m[3], l);
@@ -158,7 +158,7 @@ for (const name of testServerNames()) {
       assert.deepEqual(await readdir(dir).then((d) => d.filter((f) => f.includes('partial'))), []);
       const plain = await runCli(['delete', ...flags, '--dry-run'], env);
       assert.equal(plain.code, 0, plain.stderr);
-      assert.match(plain.stdout, /^  and \d+ more \(--list FILE lists every key\)$/m);
+      assert.match(plain.stdout, /^ {2}and \d+ more \(--list FILE lists every key\)$/m);
       const noDry = await runCli(['delete', ...flags, '--yes', '--list', list], env);
       assert.equal(noDry.code, 2, noDry.stderr);
       assert.match(noDry.stderr, /^imgbackup: --list FILE goes with --dry-run$/m);
