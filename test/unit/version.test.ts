@@ -2,15 +2,15 @@
 // here from the headers it was built against, so a bug report says which code compressed.
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync } from 'node:fs';
 import { test } from 'node:test';
 import { defaultEngines } from '../../src/cli/version.js';
+import { BUILT } from '../helpers/built.js';
 import { BIN } from '../helpers/cli.js';
 
 const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as {
   version: string;
 };
-const ADDON = new URL('../../../build/Release/imgbackup_gzip.node', import.meta.url);
 
 function versionOf(env: NodeJS.ProcessEnv = {}): string {
   const r = spawnSync(process.execPath, [BIN, '--version'], {
@@ -55,14 +55,14 @@ test('--version without the addon: zlib at every level, and why the addon is not
 
 test('--version with the addon this machine built: the engines and the library versions of its headers', () => {
   const out = versionOf();
-  if (!existsSync(ADDON)) {
+  if (!BUILT.libdeflate) {
     // npm install could not build it (no libdeflate-dev): the CLI says so
     assert.match(out, /\ngzip engine: zlib at levels 1-9\nnative addon: not loaded \(.+\)\n$/);
     return;
   }
   const libdeflate = header('/usr/include/libdeflate.h', /LIBDEFLATE_VERSION_STRING\s+"([^"]+)"/);
   const isalH = '/usr/include/isa-l.h';
-  const hasIsal = readFileSync(ADDON).includes('isal_deflate');
+  const hasIsal = BUILT.isal;
   const isal = hasIsal
     ? `isa-l ${header(isalH, /ISAL_MAJOR_VERSION (\d+)\s+#define ISAL_MINOR_VERSION (\d+)\s+#define ISAL_PATCH_VERSION (\d+)/)}`
     : 'isa-l not built in';
