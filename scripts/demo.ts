@@ -6,50 +6,16 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { CreateBucketCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import S3rver from 's3rver';
+import { MB } from '../bench/data.js';
+import { DEMO_PLATE_BYTES, demoObjects } from './demo-data.js';
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url));
 const PROJECT = '2013_Gustafsdottir_PLOSONE';
 const BATCH = 'BBBC022';
 const PLATES = [
-  { id: 'BR00092655', full: 'BR00092655__2017-12-10T12_48_16-Measurement 1' },
-  { id: '20585', full: '20585' },
+  { plateId: 'BR00092655', plateIdFull: 'BR00092655__2017-12-10T12_48_16-Measurement 1' },
+  { plateId: '20585', plateIdFull: '20585' },
 ];
-
-/** Image-like bytes: a smooth 16-bit background with noise, so gzip has realistic work. */
-function image(size: number, seed: number): Buffer {
-  const b = Buffer.alloc(size);
-  let x = seed || 1;
-  for (let i = 0; i + 1 < size; i += 2) {
-    x = (x * 1103515245 + 12345) & 0x7fffffff;
-    b.writeUInt16LE(1000 + ((i >> 9) & 255) * 4 + (x & 63), i);
-  }
-  return b;
-}
-
-function sampleObjects(p: { id: string; full: string }): [string, Buffer][] {
-  const objs: [string, Buffer][] = [];
-  for (let w = 0; w < 12; w++) {
-    for (let ch = 1; ch <= 5; ch++) {
-      objs.push([
-        `projects/${PROJECT}/${BATCH}/images/${p.full}/r01c${String(w + 1).padStart(2, '0')}f01p01-ch${ch}sk1fk1fl1.tiff`,
-        image(64 * 1024, w * 10 + ch),
-      ]);
-    }
-  }
-  objs.push([
-    `projects/${PROJECT}/${BATCH}/illum/${p.id}/${p.id}_IllumDNA.npy`,
-    image(32 * 1024, 99),
-  ]);
-  objs.push([
-    `projects/${PROJECT}/workspace/analysis/${BATCH}/${p.id}/analysis/A01-1/Cells.csv`,
-    Buffer.from('ImageNumber,ObjectNumber,AreaShape_Area\n1,1,402\n'.repeat(400)),
-  ]);
-  objs.push([
-    `projects/${PROJECT}/workspace/backend/${BATCH}/${p.id}/${p.id}.sqlite`,
-    image(256 * 1024, 7),
-  ]);
-  return objs;
-}
 
 /** Runs the CLI as a child; async, since the S3 server lives in this process's event loop. */
 function step(title: string, args: string[], env: NodeJS.ProcessEnv): Promise<number> {
@@ -65,6 +31,9 @@ function step(title: string, args: string[], env: NodeJS.ProcessEnv): Promise<nu
 }
 
 async function main(): Promise<number> {
+  // As bin/imgbackup.js does for the CLI: the SDK's notice about its future Node support is not
+  // the demo's subject (the SDK reads this when a client is made).
+  process.env.AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED ??= 'true';
   const dir = await mkdtemp(join(tmpdir(), 'imgbackup-demo-'));
   const server = new S3rver({
     address: '127.0.0.1',
@@ -92,14 +61,12 @@ async function main(): Promise<number> {
     for (const b of ['imaging-platform', 'imaging-platform-cold']) {
       await client.send(new CreateBucketCommand({ Bucket: b }));
     }
-    for (const p of PLATES) {
-      for (const [Key, Body] of sampleObjects(p)) {
-        await client.send(new PutObjectCommand({ Bucket: 'imaging-platform', Key, Body }));
-      }
+    for (const [Key, Body] of demoObjects(PROJECT, BATCH, PLATES)) {
+      await client.send(new PutObjectCommand({ Bucket: 'imaging-platform', Key, Body }));
     }
     process.stdout.write(
       `imgbackup demo: a local S3 server at ${endpoint} holds two sample plates ` +
-        `(${PLATES.map((p) => p.id).join(', ')}) in s3://imaging-platform; the cold bucket is ` +
+        `(${PLATES.map((p) => p.plateId).join(', ')}, ${DEMO_PLATE_BYTES / MB} MB each, image-like) in s3://imaging-platform; the cold bucket is ` +
         `s3://imaging-platform-cold. The plates are listed in plates.example.csv.\n`,
     );
     const common = [

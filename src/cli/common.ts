@@ -6,6 +6,7 @@ import { createLogger, type Logger } from '../log/log.js';
 import { readPlatesCsv, type PlateRow } from '../plates/plates-csv.js';
 import { createS3Client, DEFAULT_MAX_ATTEMPTS } from '../s3/client.js';
 import { S3Store } from '../s3/store.js';
+import type { Reporter } from './reporter.js';
 
 export interface CommonFlags {
   plates: string;
@@ -71,7 +72,12 @@ export function addCommonOptions(cmd: Command): Command {
     .option('--quiet', 'print only the summary (and errors)');
 }
 
-export async function buildContext(flags: CommonFlags, signal: AbortSignal): Promise<Context> {
+/** `reporter`: where log lines go, so the progress display draws around them (default stderr). */
+export async function buildContext(
+  flags: CommonFlags,
+  signal: AbortSignal,
+  reporter?: Pick<Reporter, 'logLine'>,
+): Promise<Context> {
   for (const [flag, value] of [
     ['--project-name', flags.projectName],
     ['--batch-id', flags.batchId],
@@ -80,7 +86,11 @@ export async function buildContext(flags: CommonFlags, signal: AbortSignal): Pro
     if (why) throw new UsageError(`${flag} ${JSON.stringify(value)} ${why}`);
   }
   const plates = await readPlatesCsv(flags.plates);
-  const log = createLogger({ verbose: flags.verbose === true });
+  const log = createLogger({
+    verbose: flags.verbose === true,
+    json: flags.json === true,
+    ...(reporter ? { write: reporter.logLine } : {}),
+  });
   const client = createS3Client({
     ...(flags.endpointUrl ? { endpointUrl: flags.endpointUrl } : {}),
     ...(flags.region ? { region: flags.region } : {}),

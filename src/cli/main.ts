@@ -1,4 +1,3 @@
-import { readFileSync } from 'node:fs';
 import { Command, CommanderError } from 'commander';
 import { archiveCommand } from '../commands/archive.js';
 import { collectDeletesCommand } from '../commands/collect-deletes.js';
@@ -14,6 +13,7 @@ import type { CommandSpec } from './command-spec.js';
 import { exitCodeForError, exitCodeForResults } from './exit-codes.js';
 import { summaryJson, summaryTable } from './render.js';
 import { createReporter } from './reporter.js';
+import { version, versionText } from './version.js';
 
 const COMMANDS: CommandSpec[] = [
   planCommand,
@@ -25,13 +25,6 @@ const COMMANDS: CommandSpec[] = [
   restoreStatusCommand,
   restoreCommand,
 ];
-
-export function version(): string {
-  const pkg = JSON.parse(
-    readFileSync(new URL('../../../package.json', import.meta.url), 'utf8'),
-  ) as { version: string };
-  return pkg.version;
-}
 
 /** Runs the CLI and returns the exit code; never calls process.exit itself. */
 export async function main(argv: string[]): Promise<number> {
@@ -58,7 +51,7 @@ export async function main(argv: string[]): Promise<number> {
       'Archive microscopy plates from S3 into verified tar.gz tarballs in a cold bucket,\n' +
         'prove the archive complete, then delete exactly what was archived.',
     )
-    .version(version())
+    .version(versionText())
     .exitOverride()
     .showHelpAfterError('(run with --help for usage)');
   for (const spec of COMMANDS) {

@@ -13,6 +13,8 @@ export interface Reporter {
   setTotal(plates: number): void;
   /** A line for the user: stderr by default; with --json it stays off stdout. */
   note(text: string, to?: 'stdout' | 'stderr'): void;
+  /** A log line (warnings, errors): on stderr above the live display, even with --quiet. */
+  logLine(text: string): void;
   /** A line printed after the summary table; with --json its data joins the summary object. */
   footer(text: string, data?: Record<string, unknown>): void;
   readonly footers: { text: string; data?: Record<string, unknown> }[];
@@ -154,6 +156,9 @@ export function createReporter(opts: ReporterOptions): Reporter {
       if (opts.json) line(text);
       else if (to === 'stdout') out.write(`${text}\n`);
       else if (!opts.quiet) line(text);
+    },
+    logLine(text) {
+      line(text);
     },
     close() {
       if (closed) return;

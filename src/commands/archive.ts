@@ -88,8 +88,15 @@ Examples:
   run: async (flags, signal, reporter): Promise<PlateResult[]> => {
     const f = flags as unknown as ArchiveFlags;
     const { engine, fallback } = chooseGzipEngine(f.gzipEngine, f.compressionLevel);
-    if (f.compress && fallback) reporter.note(`imgbackup: ${fallback}`);
-    const ctx = await buildContext(f, signal);
+    const ctx = await buildContext(f, signal, reporter);
+    // Said once, when the first plate starts compressing: not for a bad flag or CSV, a dry run,
+    // --no-compress or a run whose plates are all archived already.
+    let warn = f.compress && !f.dryRun ? fallback : undefined;
+    const onPlan = (plateId: string, totalBytes: number) => {
+      if (warn) reporter.note(`imgbackup: ${warn}`);
+      warn = undefined;
+      reporter.onPlan(plateId, totalBytes);
+    };
     reporter.setTotal(ctx.plates.length);
     const results = await archive(ctx.store, {
       layout: { ...ctx.layout, compressed: f.compress },
@@ -105,7 +112,7 @@ Examples:
       onStart: reporter.onStart,
       onDone: reporter.onDone,
       progress: reporter.progress,
-      onPlan: reporter.onPlan,
+      onPlan,
       ...(f.dryRun ? { dryRun: true } : {}),
       ...(f.stream ? { stream: true } : {}),
     });

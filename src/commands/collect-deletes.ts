@@ -32,7 +32,7 @@ Examples:
       ),
   run: async (flags, signal, reporter) => {
     const f = flags as unknown as CommonFlags & { out: string; plan?: string };
-    const ctx = await buildContext(f, signal);
+    const ctx = await buildContext(f, signal, reporter);
     const planOut = f.plan ?? defaultPlanPath(f.out);
     const { results, written } = await collectDeletes(ctx.store, {
       layout: ctx.layout,

@@ -1,6 +1,9 @@
-import { readFile } from 'node:fs/promises';
+import { constants } from 'node:fs';
+import { access, readFile } from 'node:fs/promises';
+import { dirname } from 'node:path';
 import { createInterface } from 'node:readline/promises';
-import { deletePlates, parsePlan } from '../core/delete.js';
+import { deletePlates, parsePlan, writeAtomically } from '../core/delete.js';
+import type { PlateResult } from '../core/pool.js';
 import { UsageError } from '../errors.js';
 import { addCommonOptions, buildContext, type CommonFlags } from '../cli/common.js';
 import type { CommandSpec } from '../cli/command-spec.js';
@@ -11,6 +14,46 @@ interface DeleteFlags extends CommonFlags {
   yes?: boolean;
   forceUnverified?: boolean;
   plan?: string;
+  list?: string;
+}
+
+/** Keys shown per plate by --dry-run; --list FILE has them all (a real plate has ~20,000). */
+const EXAMPLE_KEYS = 3;
+
+interface WouldDelete {
+  plate: string;
+  bucket: string;
+  key: string;
+  size: number;
+}
+
+/** --dry-run's lines for one plate: its keys and bytes, a few examples, where the rest are. */
+export function dryRunSummary(
+  plateId: string,
+  bucket: string,
+  keys: WouldDelete[],
+  listFile?: string,
+): string[] {
+  const bytes = keys.reduce((n, k) => n + k.size, 0);
+  const lines = [
+    `${plateId}: would delete ${keys.length} keys (${formatBytes(bytes)}) from s3://${bucket}${keys.length ? ', e.g.:' : ''}`,
+    ...keys.slice(0, EXAMPLE_KEYS).map((k) => `  s3://${k.bucket}/${k.key} (${k.size} B)`),
+  ];
+  const more = keys.length - EXAMPLE_KEYS;
+  if (more > 0)
+    lines.push(
+      `  and ${more} more (${listFile ? `all in ${listFile}` : '--list FILE lists every key'})`,
+    );
+  return lines;
+}
+
+/** --list FILE: every key a dry run would delete, one JSON object a line, in CSV plate order. */
+export function listText(keys: WouldDelete[]): string {
+  return keys
+    .map(
+      (k) => `${JSON.stringify({ plate: k.plate, bucket: k.bucket, key: k.key, size: k.size })}\n`,
+    )
+    .join('');
 }
 
 export const deleteCommand: CommandSpec = {
@@ -34,17 +77,29 @@ export const deleteCommand: CommandSpec = {
         '--plan <file>',
         'delete plan from collect-deletes (default: the verification records)',
       )
+      .option(
+        '--list <file>',
+        'with --dry-run: write every key that would be deleted to this file (JSON lines: plate, bucket, key, size)',
+      )
       .option('--force-unverified', 'delete plates without a current verification record')
       .addHelpText(
         'after',
         `
 Examples:
-  $ imgbackup delete --plates plates.csv --project-name P --batch-id B --dry-run
+  $ imgbackup delete --plates plates.csv --project-name P --batch-id B --dry-run --list keys.jsonl
   $ imgbackup delete --plates plates.csv --project-name P --batch-id B --yes`,
       ),
   run: async (flags, signal, reporter) => {
     const f = flags as unknown as DeleteFlags;
-    const ctx = await buildContext(f, signal);
+    if (f.list) {
+      if (!f.dryRun) throw new UsageError('--list FILE goes with --dry-run');
+      // before any S3 work: a list that cannot be written is a usage error, not a late failure
+      const dir = dirname(f.list);
+      await access(dir, constants.W_OK).catch(() => {
+        throw new UsageError(`--list ${f.list}: cannot write in ${dir} (does it exist?)`);
+      });
+    }
+    const ctx = await buildContext(f, signal, reporter);
     let plan;
     if (f.plan) {
       const text = await readFile(f.plan, 'utf8').catch(() => {
@@ -57,7 +112,8 @@ Examples:
         'refusing to delete without --yes when not interactive (try --dry-run first)',
       );
     }
-    return deletePlates(ctx.store, {
+    const would = new Map<string, WouldDelete[]>();
+    const results: PlateResult[] = await deletePlates(ctx.store, {
       layout: ctx.layout,
       plates: ctx.plates,
       maxProcs: f.maxProcs,
@@ -70,8 +126,11 @@ Examples:
       onStart: reporter.onStart,
       onDone: reporter.onDone,
       onNote: (text) => reporter.note(text),
-      onWouldDelete: (plate, bucket, key, size) =>
-        reporter.note(`would delete s3://${bucket}/${key} (${size} B) [${plate}]`, 'stdout'),
+      onWouldDelete: (plate, bucket, key, size) => {
+        const keys = would.get(plate) ?? [];
+        if (keys.length === 0) would.set(plate, keys);
+        keys.push({ plate, bucket, key, size });
+      },
       confirm: async (t) => {
         if (f.yes) return true;
         const rl = createInterface({ input: process.stdin, output: process.stderr });
@@ -82,5 +141,18 @@ Examples:
         return /^y(es)?$/i.test(answer.trim());
       },
     });
+    if (f.dryRun) {
+      for (const r of results.filter((x) => x.status === 'planned')) {
+        const keys = would.get(r.plateId) ?? [];
+        for (const l of dryRunSummary(r.plateId, ctx.layout.bucket, keys, f.list))
+          reporter.note(l, 'stdout');
+      }
+      if (f.list) {
+        const all = results.flatMap((r) => would.get(r.plateId) ?? []);
+        await writeAtomically(f.list, listText(all));
+        reporter.note(`wrote the ${all.length} keys a delete would remove to ${f.list}`);
+      }
+    }
+    return results;
   },
 };

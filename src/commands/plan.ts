@@ -31,7 +31,7 @@ Examples:
       ),
   run: async (flags, signal, reporter) => {
     const f = flags as unknown as PlanFlags;
-    const ctx = await buildContext(f, signal);
+    const ctx = await buildContext(f, signal, reporter);
     const results = await plan(ctx.store, {
       layout: ctx.layout,
       plates: ctx.plates,

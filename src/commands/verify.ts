@@ -27,7 +27,7 @@ Examples:
       ),
   run: async (flags, signal, reporter, version) => {
     const f = flags as unknown as CommonFlags & { deep?: boolean };
-    const ctx = await buildContext(f, signal);
+    const ctx = await buildContext(f, signal, reporter);
     return verify(ctx.store, {
       layout: ctx.layout,
       plates: ctx.plates,

@@ -100,7 +100,8 @@ export async function collectDeletes(
   return { results, written: true };
 }
 
-async function writeAtomically(path: string, text: string): Promise<void> {
+/** Through `path.partial` and a rename: a reader never sees half a file. */
+export async function writeAtomically(path: string, text: string): Promise<void> {
   const tmp = `${path}.partial`;
   await writeFile(tmp, text);
   await rename(tmp, path);

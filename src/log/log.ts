@@ -1,22 +1,88 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
-import pino, { type Logger } from 'pino';
+import pino, { type DestinationStream, type Logger } from 'pino';
 
 export type { Logger };
 
 export interface LogOptions {
   verbose?: boolean;
+  /** --json: stderr gets pino's JSON lines, for machines; otherwise one human line per call. */
+  json?: boolean;
+  /** Where a human line goes (the progress display draws around it); default stderr. */
+  write?: (line: string) => void;
 }
 
-/** Structured logs go to stderr (stdout is for results); warnings only unless --verbose. */
+/** Names shown per array field before "and N more" (a plate can add thousands of keys). */
+const ITEMS_SHOWN = 3;
+
+/** pino's own fields (it adds no pid or hostname: base is unset), and those shown in their own place. */
+const NOT_FIELDS = new Set(['level', 'time', 'msg', 'plate', 'err']);
+
+function fieldText(name: string, value: unknown): string | undefined {
+  if (Array.isArray(value)) {
+    if (value.length === 0) return undefined;
+    const shown = value.slice(0, ITEMS_SHOWN).map((v) => JSON.stringify(v));
+    const more = value.length > ITEMS_SHOWN ? ` and ${value.length - ITEMS_SHOWN} more` : '';
+    return `${name} (${value.length}): ${shown.join(', ')}${more}`;
+  }
+  if (value === undefined || value === null) return undefined;
+  return `${name}: ${typeof value === 'object' ? JSON.stringify(value) : String(value)}`;
+}
+
+/**
+ * One log record as a line for a person: `<plate>: <msg>: <field>: <value>; ...` (`imgbackup:`
+ * without a plate), `error:` before the message at level error and above, an err's message last.
+ */
+export function humanLine(rec: Record<string, unknown>): string {
+  const who = typeof rec.plate === 'string' ? rec.plate : 'imgbackup';
+  const tag = typeof rec.level === 'number' && rec.level >= 50 ? 'error: ' : '';
+  const parts = Object.entries(rec)
+    .filter(([k]) => !NOT_FIELDS.has(k))
+    .map(([k, v]) => fieldText(k, v))
+    .filter((p): p is string => p !== undefined);
+  const err = rec.err as { message?: unknown } | undefined;
+  if (err) parts.push(typeof err.message === 'string' ? err.message : JSON.stringify(err));
+  return `${who}: ${tag}${String(rec.msg ?? '')}${parts.length ? `: ${parts.join('; ')}` : ''}`;
+}
+
+/** A pino destination that turns each JSON record into humanLine's line. */
+export function humanStream(write: (line: string) => void): DestinationStream {
+  return {
+    write(chunk: string) {
+      for (const text of chunk.split('\n')) {
+        if (text === '') continue;
+        let rec: Record<string, unknown>;
+        try {
+          rec = JSON.parse(text) as Record<string, unknown>;
+        } catch {
+          write(text); // not a record: shown as it is rather than lost
+          continue;
+        }
+        write(humanLine(rec));
+      }
+    },
+  };
+}
+
+const toStderr = (line: string) => writeSync(2, `${line}\n`);
+
+/** Logs go to stderr (stdout is for results); warnings only unless --verbose. */
 export function createLogger(opts: LogOptions = {}): Logger {
-  return pino(
-    { level: opts.verbose ? 'debug' : 'warn', base: undefined },
-    pino.destination({ dest: 2, sync: true }),
-  );
+  const dest = opts.json
+    ? pino.destination({ dest: 2, sync: true })
+    : humanStream(opts.write ?? toStderr);
+  return pino({ level: opts.verbose ? 'debug' : 'warn', base: undefined }, dest);
 }
 
-/** A plate's own log: everything at info and above in `<logDir>/<plate>.log`, plus the run's log. */
+/** The stream `base` writes to (a child shares its parent's). */
+function streamOf(base: Logger): DestinationStream {
+  return (base as unknown as Record<symbol, DestinationStream>)[pino.symbols.streamSym]!;
+}
+
+/**
+ * A plate's own log: everything at info and above as JSON in `<logDir>/<plate>.log`, and what
+ * the run's log shows, where it shows it (a human line on stderr, or JSON with --json).
+ */
 export function plateLogger(base: Logger, plateId: string, logDir?: string): Logger {
   if (!logDir) return base.child({ plate: plateId });
   mkdirSync(logDir, { recursive: true });
@@ -25,7 +91,7 @@ export function plateLogger(base: Logger, plateId: string, logDir?: string): Log
     { level: 'debug', base: { plate: plateId } },
     pino.multistream([
       { level: 'info', stream: file },
-      { level: base.level as pino.Level, stream: pino.destination({ dest: 2, sync: true }) },
+      { level: base.level as pino.Level, stream: streamOf(base) },
     ]),
   );
 }

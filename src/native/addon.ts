@@ -15,7 +15,14 @@ export interface NativeAddon {
   md5PairFinal(state: Buffer): [Buffer, Buffer | null];
 }
 
+/**
+ * IMGBACKUP_NO_ADDON=1 (a test and debug switch, README "Tests") makes the process act as if the
+ * addon had not been built, so the zlib fallback can be exercised on a machine that has it.
+ */
+export const NO_ADDON_ENV = 'IMGBACKUP_NO_ADDON';
+
 function load(): { addon?: NativeAddon; why?: string } {
+  if (process.env[NO_ADDON_ENV] === '1') return { why: `${NO_ADDON_ENV}=1 is set` };
   try {
     const require = createRequire(import.meta.url);
     // dist/src/native/ → the package root's build/

@@ -41,6 +41,10 @@ export function runCli(
         // keep tests independent of the developer's own AWS config
         AWS_CONFIG_FILE: '/nonexistent',
         AWS_SHARED_CREDENTIALS_FILE: '/nonexistent',
+        // a suite run with it tests the zlib fallback throughout (README "Tests")
+        ...(process.env.IMGBACKUP_NO_ADDON
+          ? { IMGBACKUP_NO_ADDON: process.env.IMGBACKUP_NO_ADDON }
+          : {}),
         ...env,
       },
       stdio: ['pipe', 'pipe', 'pipe'],

@@ -71,7 +71,7 @@ for (const name of testServerNames()) {
         ['archive', ['--tmpdir', tmp, '--max-procs', '2'], 'archived'],
         ['verify', ['--deep'], 'verified'],
         ['collect-deletes', ['--out', join(suite.work, 'delete_s3.sh')], 'collected'],
-        ['delete', ['--dry-run'], 'planned'],
+        ['delete', ['--dry-run', '--list', join(suite.work, 'keys.jsonl')], 'planned'],
       ];
       for (const [cmd, extra, status] of steps) {
         const r = await runCli([cmd, ...common, ...extra], serverEnv(suite.server));
@@ -108,9 +108,15 @@ for (const name of testServerNames()) {
           assert.deepEqual(plan, [...files(PLATE_A), ...files(PLATE_B)].sort());
         }
         if (cmd === 'delete') {
-          // what would be deleted is said on stderr, keeping stdout JSON only
-          for (const key of [...files(PLATE_A), ...files(PLATE_B)])
-            assert.ok(r.stderr.includes(`would delete s3://${live}/${key} `), key);
+          // a summary per plate on stderr, keeping stdout JSON only; every key in --list FILE
+          for (const p of [PLATE_A, PLATE_B])
+            assert.ok(r.stderr.includes(`${p.plateId}: would delete ${files(p).length} keys (`));
+          const listed = (await readFile(join(suite.work, 'keys.jsonl'), 'utf8'))
+            .trim()
+            .split('\n')
+            .map((l) => (JSON.parse(l) as { bucket: string; key: string }).key)
+            .sort();
+          assert.deepEqual(listed, [...files(PLATE_A), ...files(PLATE_B)].sort());
         }
       }
     });

@@ -16,6 +16,7 @@ import {
   writePlatesCsv,
   type GroundTruth,
 } from '../helpers/fixtures.js';
+import { BUILT, NOT_BUILT } from '../helpers/built.js';
 import { getBytes, keysUnder } from '../helpers/s3.js';
 import { testServerNames } from '../helpers/servers.js';
 import { useServer } from '../helpers/suite.js';
@@ -103,6 +104,30 @@ for (const name of testServerNames()) {
     });
 
     for (const engine of ['zlib', 'libdeflate']) {
+      if (engine === 'libdeflate' && !BUILT.libdeflate) {
+        test('--gzip-engine libdeflate where the addon is not built: exit 2, what to install, nothing written', async () => {
+          const live = await suite.server.newBucket('live');
+          const cold = await suite.server.newBucket('cold');
+          await uploadAll(suite.client, live, plateObjects(PLATE_B));
+          const csv = await writePlatesCsv([PLATE_B], suite.work);
+          const tmp = await mkdtemp(join(suite.work, 'tmp-'));
+          const r = await runCli(
+            [
+              'archive',
+              ...plateArgs({ csv, live, cold }),
+              '--tmpdir',
+              tmp,
+              '--gzip-engine',
+              engine,
+            ],
+            serverEnv(suite.server),
+          );
+          assert.equal(r.code, 2, r.stdout + r.stderr);
+          assert.match(r.stderr, NOT_BUILT.libdeflate);
+          assert.deepEqual(await keysUnder(suite.client, cold, ''), []);
+        });
+        continue;
+      }
       test(`--gzip-engine ${engine}: tar xzf rebuilds the sources; verify --deep passes`, async () => {
         const { cold, truth, flags } = await archiveB(['--gzip-engine', engine]);
         await assertTarballsRebuild(cold, truth, '.tar.gz');
@@ -110,7 +135,7 @@ for (const name of testServerNames()) {
       });
     }
 
-    test('--compression-level 6 (libdeflate): tar xzf rebuilds the sources; verify --deep passes', async () => {
+    test('--compression-level 6 (libdeflate, or zlib where it is not built): tar xzf rebuilds the sources; verify --deep passes', async () => {
       const { cold, truth, flags } = await archiveB(['--compression-level', '6']);
       await assertTarballsRebuild(cold, truth, '.tar.gz');
       await verifyDeep(flags);

@@ -73,3 +73,28 @@ test('on a TTY: redrawn in place, ends with the final state and a newline', asyn
   assert.ok(text.includes('\x1b[2A\r\x1b[J'), 'moves up over the two lines it drew');
   assert.ok(text.endsWith('plates: 1/1 done, 0 running\n'), JSON.stringify(text.slice(-80)));
 });
+
+test('a log line: above the live display (cleared, written, redrawn), and shown even with --quiet', () => {
+  const err = sink();
+  err.columns = 100;
+  const r = createReporter({ err, out: sink(), tty: true, redrawMs: 1000 });
+  r.setTotal(1);
+  r.onPlan('p1', 1000);
+  r.logLine('p1: waiting for tmpdir space');
+  r.close();
+  assert.equal(
+    err.text(),
+    '  p1: 0 B / 1.0 kB 0% 0.0 MB/s ETA --:--\nplates: 0/1 done, 1 running\n' +
+      '\x1b[2A\r\x1b[J' +
+      'p1: waiting for tmpdir space\n' +
+      '  p1: 0 B / 1.0 kB 0% 0.0 MB/s ETA --:--\nplates: 0/1 done, 1 running\n' +
+      '\x1b[2A\r\x1b[J' +
+      '  p1: 0 B / 1.0 kB 0% 0.0 MB/s ETA --:--\nplates: 0/1 done, 1 running\n',
+  );
+  const quiet = sink();
+  const q = createReporter({ err: quiet, out: sink(), quiet: true, tty: false });
+  q.note('not shown');
+  q.logLine('p1: shown');
+  q.close();
+  assert.equal(quiet.text(), 'p1: shown\n');
+});
