@@ -41,7 +41,7 @@ import {
 } from './sources.js';
 import { poolOptions, runPlates, type PlateResult, type RunOptions } from './pool.js';
 import { DiskBudget, freeBytes } from './disk.js';
-import { resolveLayout } from './archive-state.js';
+import { checkOwnership, plateOwner, resolveLayout } from './archive-state.js';
 import { abortStaleUploads, inProgressRecord, lockPlate, removeStaleLocal } from './resume.js';
 import { checkBuckets, checkTmpdir } from './preflight.js';
 
@@ -151,6 +151,8 @@ export async function archivePlate(
   log: Logger,
 ): Promise<Omit<PlateResult, 'seconds'>> {
   const L = await resolveLayout(store, opts.layout, plate);
+  // Outputs under this tag may be another plate's (tags are not unique): never redo or tidy them.
+  await checkOwnership(store, opts.layout, L);
   const base = { plateId: plate.plateId, tag: L.tag };
 
   const outputs = outputKeys(L);
@@ -231,7 +233,7 @@ export async function archivePlate(
       log.warn('redoing a plate whose earlier archive run was interrupted');
       await removeOutputs(store, L, probed.slice(0, -1));
     }
-    await store.put(L.bucket, L.inProgressKey, inProgressRecord());
+    await store.put(L.bucket, L.inProgressKey, inProgressRecord(plateOwner(opts.layout, plate)));
     const uploads: Promise<void>[] = [];
     try {
       const bytesOf = (t: TarballLayout) =>

@@ -1,10 +1,15 @@
 import { rename, writeFile } from 'node:fs/promises';
 import { PlateError } from '../errors.js';
-import { unsafeKeyReason, type LayoutOptions, type PlateLayout } from '../layout/layout.js';
+import {
+  fileFolderClashes,
+  unsafeKeyReason,
+  type LayoutOptions,
+  type PlateLayout,
+} from '../layout/layout.js';
 import { plateLogger, type Logger } from '../log/log.js';
 import type { PlateRow } from '../plates/plates-csv.js';
 import type { S3Store } from '../s3/store.js';
-import { resolveLayout } from './archive-state.js';
+import { checkOwnership, resolveLayout } from './archive-state.js';
 import { poolOptions, runPlates, type PlateResult, type RunOptions } from './pool.js';
 import { checkBuckets } from './preflight.js';
 import { isFolderMarker, nameSome } from './sources.js';
@@ -34,6 +39,14 @@ async function currentRecord(store: S3Store, L: PlateLayout): Promise<VerifiedRe
   const record = await readVerifiedRecord(store, L);
   if (!record)
     throw new PlateError('not verified: run `imgbackup verify` first (or --force-unverified)');
+  if (record.passed === false)
+    throw new PlateError(
+      `not verified: the last verify (${record.time}) failed: ${record.problem}; fix that and run \`imgbackup verify\` again`,
+    );
+  if (record.passed !== true)
+    throw new PlateError(
+      `not verified: s3://${L.bucket}/${L.verifiedKey} was written by an older imgbackup and does not say it passed; run \`imgbackup verify\` again`,
+    );
   for (const t of L.tarballs) {
     const head = await store.head(L.coldBucket, t.key);
     const seen = record.tarballs.find((r) => r.key === t.key);
@@ -68,6 +81,7 @@ export async function collectDeletes(
     async (plate, signal) => {
       const s = store.withSignal(signal);
       const L = await resolveLayout(s, opts.layout, plate);
+      await checkOwnership(s, opts.layout, L);
       const record = await currentRecord(s, L);
       const script = await s.getText(L.bucket, L.deleteScriptKey);
       if (script === undefined)
@@ -230,10 +244,12 @@ export async function deletePlates(store: S3Store, opts: DeleteOptions): Promise
 
 async function planPlate(store: S3Store, opts: DeleteOptions, plate: PlateRow): Promise<PlatePlan> {
   const L = await resolveLayout(store, opts.layout, plate);
+  await checkOwnership(store, opts.layout, L);
   let wanted: { key: string; size: number; etag: string; bucket?: string }[];
   let record: VerifiedRecord | undefined;
   if (opts.forceUnverified) {
-    record = await readVerifiedRecord(store, L);
+    const found = await readVerifiedRecord(store, L);
+    record = found?.passed === true ? found : undefined;
   } else {
     record = await currentRecord(store, L);
   }
@@ -273,6 +289,7 @@ async function planPlate(store: S3Store, opts: DeleteOptions, plate: PlateRow): 
   const now = new Map<string, { size: number; etag: string }>();
   for (const s of L.sources)
     for await (const o of store.list(L.bucket, s.prefix)) now.set(o.key, o);
+  refuseClashes(wanted, now.keys());
   const keys: PlatePlan['keys'] = [];
   const skipped: string[] = [];
   let gone = 0;
@@ -283,6 +300,22 @@ async function planPlate(store: S3Store, opts: DeleteOptions, plate: PlateRow): 
     else keys.push({ key: w.key, size: w.size, etag: cur.etag });
   }
   return { L, keys, skipped, gone };
+}
+
+/**
+ * Even with --force-unverified: a key that `tar x` cannot restore beside another (a file `a` and
+ * `a/b` or `a/`) is never deleted, since its restore would silently lose the file.
+ */
+function refuseClashes(wanted: { key: string }[], present: Iterable<string>): void {
+  const keys = new Set(wanted.map((w) => w.key));
+  const clashes = fileFolderClashes(new Set([...keys, ...present])).filter(
+    ([a, b]) => keys.has(a) || keys.has(b),
+  );
+  if (clashes.length > 0) {
+    throw new PlateError(
+      `refusing keys that tar cannot both restore (the file would be lost on restore): ${clashes.map(([a, b]) => `${JSON.stringify(a)} and ${JSON.stringify(b)}`).join('; ')}; rename one of each pair and archive the plate again`,
+    );
+  }
 }
 
 async function executePlan(

@@ -5,6 +5,7 @@ import { PlateError } from '../errors.js';
 import type { PlateLayout } from '../layout/layout.js';
 import type { Logger } from '../log/log.js';
 import type { S3Store } from '../s3/store.js';
+import type { PlateOwner } from './archive-state.js';
 
 export interface PlateLock {
   release(): Promise<void>;
@@ -74,6 +75,7 @@ export async function abortStaleUploads(
   }
 }
 
-export function inProgressRecord(): string {
-  return `${JSON.stringify({ host: hostname(), pid: process.pid, started: new Date().toISOString() })}\n`;
+/** Names its plate (the tag is not unique), so another plate's run never takes it for its own. */
+export function inProgressRecord(owner: PlateOwner): string {
+  return `${JSON.stringify({ ...owner, host: hostname(), pid: process.pid, started: new Date().toISOString() })}\n`;
 }
