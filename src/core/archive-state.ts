@@ -204,7 +204,10 @@ export function plateOwner(opts: LayoutOptions, plate: PlateRef): PlateOwner {
 }
 
 const describeOwner = (o: Partial<PlateOwner>) =>
-  `project ${JSON.stringify(o.project)} batch ${JSON.stringify(o.batch)} plate ${JSON.stringify(o.plateId)}`;
+  `project ${JSON.stringify(o.project)} batch ${JSON.stringify(o.batch)} plate ${JSON.stringify(o.plateId)}` +
+  (o.plateIdFull !== undefined && o.plateIdFull !== o.plateId
+    ? ` (plate_id_full ${JSON.stringify(o.plateIdFull)})`
+    : '');
 
 /** Whether a listing path lies under one of the plate's sources (an old script's cut path too). */
 function ownsPath(L: PlateLayout, path: string): boolean {
