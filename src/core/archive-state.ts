@@ -210,7 +210,7 @@ const describeOwner = (o: Partial<PlateOwner>) =>
     : '');
 
 /** Whether a listing path lies under one of the plate's sources (an old script's cut path too). */
-function ownsPath(L: PlateLayout, path: string): boolean {
+export function ownsPath(L: PlateLayout, path: string): boolean {
   return L.sources.some((s) => {
     const p = listingPath(s.prefix);
     if (path.startsWith(p)) return true;
@@ -223,7 +223,7 @@ function ownsPath(L: PlateLayout, path: string): boolean {
 }
 
 /** The plate a listing path names, as far as the path shows it. */
-function ownerOfPath(path: string): string {
+export function ownerOfPath(path: string): string {
   const m =
     /^([^/]+)\/([^/]+)\/(?:images|illum)\/([^/]+)\//.exec(path) ??
     /^([^/]+)\/workspace\/(?:analysis|backend)\/([^/]+)\/([^/]+)\//.exec(path);
