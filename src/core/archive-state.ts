@@ -1,4 +1,4 @@
-import { PlateError, VerificationError } from '../errors.js';
+import { ForeignOutputsError, PlateError, VerificationError } from '../errors.js';
 import {
   parseEtagListing,
   parseListing,
@@ -115,9 +115,12 @@ export async function compareSources(
     return out;
   }
   const etagText = await store.getText(L.bucket, L.etagListingKey);
-  const etags = new Map(
-    (etagText ? parseEtagListing(etagText) : []).map((e) => [e.path, e] as const),
-  );
+  let etags: Map<string, ListingEntry & { etag: string }>;
+  try {
+    etags = new Map((etagText ? parseEtagListing(etagText) : []).map((e) => [e.path, e]));
+  } catch (err) {
+    throw new VerificationError(`s3://${L.bucket}/${L.etagListingKey}: ${(err as Error).message}`);
+  }
   const bag = new LineBag(stored);
   for (const o of current) {
     const path = listingPath(o.key);
@@ -242,7 +245,7 @@ export async function checkOwnership(
   L: PlateLayout,
 ): Promise<void> {
   const foreign = (key: string, whose: string, evidence = '') =>
-    new PlateError(
+    new ForeignOutputsError(
       `s3://${L.bucket}/${key} belongs to ${whose}, not to this plate (both have the tag ${L.tag}${evidence}); not touching either plate's outputs: archive one of them under another --batch-id or tag`,
     );
   for (const key of [L.s3ListingKey, L.tarListingKey]) {

@@ -3,7 +3,7 @@ import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { createGunzip } from 'node:zlib';
 import * as tar from 'tar-stream';
-import { errorMessage, PlateError, VerificationError } from '../errors.js';
+import { errorMessage, ForeignOutputsError, PlateError, VerificationError } from '../errors.js';
 import { isPlainMd5 } from '../integrity/etag.js';
 import {
   normalizedListing,
@@ -88,12 +88,13 @@ export async function verifyPlate(
   log: Logger,
 ): Promise<Omit<PlateResult, 'seconds'>> {
   const L = await resolveLayout(store, opts.layout, plate);
-  // Before anything is written or removed: another plate's outputs under this tag stay as found.
-  await checkOwnership(store, opts.layout, L);
   try {
+    await checkOwnership(store, opts.layout, L);
     return await provePlate(store, opts, plate, L, log);
   } catch (err) {
-    if (err instanceof PlateError) await recordFailure(store, opts, L, err);
+    // Another plate's outputs under this tag (its record included) stay exactly as found.
+    if (err instanceof PlateError && !(err instanceof ForeignOutputsError))
+      await recordFailure(store, opts, L, err);
     throw err;
   }
 }
