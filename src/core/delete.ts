@@ -31,9 +31,9 @@ interface RunBase extends RunOptions {
 }
 
 /**
- * A plate's verification record, checked to still describe its tarballs: it must be newer than
- * each tarball and name each tarball's current ETag, so a tarball replaced or altered after the
- * verify is never trusted.
+ * A plate's passing verification record, checked to still describe its archive: it must be
+ * newer than each tarball and listing and name their current ETags, so an output replaced
+ * or altered after the verify is never trusted.
  */
 async function currentRecord(store: S3Store, L: PlateLayout): Promise<VerifiedRecord> {
   const record = await readVerifiedRecord(store, L);
@@ -53,6 +53,17 @@ async function currentRecord(store: S3Store, L: PlateLayout): Promise<VerifiedRe
     if (!head || !seen || seen.etag !== head.etag || head.lastModified > new Date(record.time)) {
       throw new PlateError(
         `${t.fileName} changed since it was verified; run \`imgbackup verify\` again`,
+      );
+    }
+  }
+  // A listing rewritten after the pass (one whose failed verify could not replace the record)
+  // is not what was proven.
+  for (const key of [L.s3ListingKey, L.tarListingKey]) {
+    const head = await store.head(L.bucket, key);
+    const seen = record.listings.find((r) => r.key === key);
+    if (!head || !seen || seen.etag !== head.etag || head.lastModified > new Date(record.time)) {
+      throw new PlateError(
+        `s3://${L.bucket}/${key} ${head ? 'changed' : 'is gone'} since the plate was verified; run \`imgbackup verify\` again`,
       );
     }
   }

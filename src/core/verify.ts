@@ -45,6 +45,8 @@ export interface VerifiedRecord extends PlateOwner {
   checks: string[];
   format: ListingFormat;
   tarballs: { key: string; etag: string; size: number; lastModified: string }[];
+  /** The two listings as verified, so delete trusts no record of listings rewritten since. */
+  listings: { key: string; etag: string }[];
   /** The archived source objects, unchanged when verified: the only keys delete may remove. */
   objects: { key: string; size: number; etag: string }[];
 }
@@ -107,7 +109,7 @@ async function provePlate(
   log: Logger,
 ): Promise<Omit<PlateResult, 'seconds'>> {
   const f: Findings = { problems: [], undecided: [], notes: [], checks: [] };
-  const { s3h, s3Text, tarText } = await checkListings(store, L, f);
+  const { s3h, tarh, s3Text, tarText } = await checkListings(store, L, f);
   const tarballs = await checkTarballs(store, opts, L, f);
   const cmp = await compareSources(store, L, s3Text, s3h.lastModified);
   noteSources(cmp, f, log);
@@ -135,6 +137,10 @@ async function provePlate(
     checks: f.checks,
     format: cmp.format,
     tarballs,
+    listings: [
+      { key: L.s3ListingKey, etag: s3h.etag },
+      { key: L.tarListingKey, etag: tarh.etag },
+    ],
     objects: cmp.archived.map((o) => ({ key: o.key, size: o.size, etag: o.etag })),
   };
   await store.put(L.bucket, L.verifiedKey, `${JSON.stringify(record, null, 1)}\n`, {
@@ -179,7 +185,7 @@ async function checkListings(store: S3Store, L: PlateLayout, f: Findings) {
     f.problems.push(`listings differ (s3 vs tar): ${nameSome(diff)}`);
   }
   f.checks.push('listings-equal');
-  return { s3h, s3Text: s3Text ?? '', tarText: tarText ?? '' };
+  return { s3h, tarh, s3Text: s3Text ?? '', tarText: tarText ?? '' };
 }
 
 /**

@@ -370,6 +370,13 @@ for (const name of testServerNames()) {
       } finally {
         await nothing.close();
       }
+      // The passing record left there is older than the listing it no longer describes.
+      const d2 = await run('delete', [p], { extra: ['--yes'] });
+      assert.equal(d2.code, 1, d2.stdout + d2.stderr);
+      assert.match(
+        d2.stdout,
+        /F1\s+failed.*file_listing_tar\.txt changed since the plate was verified/,
+      );
       for (const pre of sourcePrefixes(p))
         assert.deepEqual(await keysUnder(suite.client, b.live, pre), keysOf(truth, [pre]));
     });
