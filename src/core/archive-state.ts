@@ -102,9 +102,13 @@ export async function compareSources(
     Math.floor(o.lastModified.getTime() / 1000) > Math.floor(archivedAt.getTime() / 1000);
   if (format === 'old') {
     const held = await untrimmedKeys(store, L);
+    // The untrimmed listing names the key; the cut listing (what the tar listing matched) must
+    // hold its cut line too, or the two listings disagree about it and it is not deletable.
+    const bag = new LineBag(stored);
     for (const o of current) {
       const size = held.get(o.key);
-      if (size === undefined) out.added.push(o.key);
+      const cut = { path: oldScriptPath(listingPath(o.key)), size: o.size };
+      if (size === undefined || (size === o.size && !bag.take(cut))) out.added.push(o.key);
       else if (size !== o.size || writtenAfter(o)) out.changed.push(o.key);
       else out.archived.push(o);
     }

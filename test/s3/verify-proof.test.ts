@@ -150,6 +150,49 @@ for (const name of testServerNames()) {
       assert.deepEqual(await keysUnder(suite.client, b.live, images2), keysOf(others, [images2]));
     });
 
+    test('an old-script archive whose untrimmed listing names files its tarball lacks: verify --deep refuses it', async () => {
+      const b = await buckets();
+      const run = await runner(b);
+      const m1: FixturePlate = { plateId: 'OLD2', plateIdFull: 'OLD2 Measurement 1' };
+      const m2: FixturePlate = { plateId: 'OLD2', plateIdFull: 'OLD2 Measurement 2' };
+      const inTar = smallPlate(BATCH, m1, 81);
+      const [images1] = sourcePrefixes(m1) as [string];
+      const [images2] = sourcePrefixes(m2) as [string];
+      const others: GroundTruth = new Map(
+        [...inTar]
+          .filter(([k]) => k.startsWith(images1))
+          .map(([k, v], i) => [k.replace(images1, images2), imageLike(v.length, 85 + i)]),
+      );
+      await uploadAll(suite.client, b.live, new Map([...inTar, ...others]));
+      await writeOldArchive(suite.client, { ...b, work: b.dir, plate: m1, objects: inTar });
+      // The untrimmed listing names Measurement 2's images (same cut paths, same sizes) where
+      // the tarball holds Measurement 1's: only the tarball's members can tell.
+      const lying = [...inTar]
+        .map(([k, v]) => [k.replace(images1, images2), v] as const)
+        .map(([k, v]) => `2017-12-11 09:30:00 ${String(v.length).padStart(10, ' ')} ${k}\n`)
+        .join('');
+      await suite.client.send(
+        new PutObjectCommand({
+          Bucket: b.cold,
+          Key: coldKey(m1, 'file_listing_untrimmed_s3.txt'),
+          Body: lying,
+        }),
+      );
+      const deep = await run('verify', [m2], { extra: ['--deep'] });
+      assert.equal(deep.code, 3, deep.stdout + deep.stderr);
+      assert.match(
+        deep.stdout,
+        /OLD2\s+mismatch.*files listed as archived but not in the tarballs/,
+      );
+      for (const k of others.keys()) assert.ok(deep.stdout.includes(k), `names ${k}`);
+      const d = await run('delete', [m2], { extra: ['--yes'] });
+      assert.equal(d.code, 1, d.stdout + d.stderr);
+      const all = new Map([...inTar, ...others]);
+      for (const pre of [...sourcePrefixes(m1), images2]) {
+        assert.deepEqual(await keysUnder(suite.client, b.live, pre), keysOf(all, [pre]));
+      }
+    });
+
     test("plates sharing a tag (batch X_1 plate 2, batch X plate 1_2): every command refuses the other plate's outputs", async () => {
       const b = await buckets();
       const run = await runner(b);
