@@ -100,24 +100,7 @@ export async function compareSources(
   // HEAD's Last-Modified has whole seconds, listings may have milliseconds: compare seconds.
   const writtenAfter = (o: ObjectInfo) =>
     Math.floor(o.lastModified.getTime() / 1000) > Math.floor(archivedAt.getTime() / 1000);
-  if (format === 'old') {
-    const held = await untrimmedKeys(store, L);
-    // The untrimmed listing names the key; the cut listing (what the tar listing matched) must
-    // hold its cut line too, or the two listings disagree about it and it is not deletable.
-    const bag = new LineBag(stored);
-    for (const o of current) {
-      const size = held.get(o.key);
-      const cut = { path: oldScriptPath(listingPath(o.key)), size: o.size };
-      if (size === undefined || (size === o.size && !bag.take(cut))) out.added.push(o.key);
-      else if (size !== o.size || writtenAfter(o)) out.changed.push(o.key);
-      else out.archived.push(o);
-    }
-    const now = new Set(current.map((o) => o.key));
-    out.gone = [...held.keys()].filter(
-      (k) => !now.has(k) && !k.endsWith('/') && L.sources.some((s) => k.startsWith(s.prefix)),
-    );
-    return out;
-  }
+  if (format === 'old') return compareByFullKey(store, L, stored, current, writtenAfter);
   const etagText = await store.getText(L.bucket, L.etagListingKey);
   let etags: Map<string, ListingEntry & { etag: string }>;
   try {
@@ -139,6 +122,35 @@ export async function compareSources(
     else out.archived.push(o);
   }
   out.gone = bag.lines().map((l) => l.slice(0, l.lastIndexOf('\t')));
+  return out;
+}
+
+/**
+ * An old-script archive's side of compareSources. The untrimmed listing names each key; the cut
+ * listing (what the tar listing matched) must hold its cut line too, or the two listings
+ * disagree about it and it is not deletable.
+ */
+async function compareByFullKey(
+  store: S3Store,
+  L: PlateLayout,
+  stored: ListingEntry[],
+  current: ObjectInfo[],
+  writtenAfter: (o: ObjectInfo) => boolean,
+): Promise<SourceComparison> {
+  const out: SourceComparison = { format: 'old', archived: [], added: [], changed: [], gone: [] };
+  const held = await untrimmedKeys(store, L);
+  const bag = new LineBag(stored);
+  for (const o of current) {
+    const size = held.get(o.key);
+    const cut = { path: oldScriptPath(listingPath(o.key)), size: o.size };
+    if (size === undefined || (size === o.size && !bag.take(cut))) out.added.push(o.key);
+    else if (size !== o.size || writtenAfter(o)) out.changed.push(o.key);
+    else out.archived.push(o);
+  }
+  const now = new Set(current.map((o) => o.key));
+  out.gone = [...held.keys()].filter(
+    (k) => !now.has(k) && !k.endsWith('/') && L.sources.some((s) => k.startsWith(s.prefix)),
+  );
   return out;
 }
 
