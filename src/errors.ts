@@ -13,6 +13,11 @@ export class PlateError extends Error {
   override name = 'PlateError';
 }
 
+/** Outputs found under a plate's tag are another plate's (tags are not unique): never touched. */
+export class ForeignOutputsError extends PlateError {
+  override name = 'ForeignOutputsError';
+}
+
 /** The store answered in a way that stops the whole run (no bucket, no credentials). Exit 2. */
 export class ConfigError extends Error {
   override name = 'ConfigError';

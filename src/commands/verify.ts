@@ -14,7 +14,8 @@ export const verifyCommand: CommandSpec = {
             'matches its .etag, and the sources on S3 still match the listing (files added or ' +
             'changed since the archive are named; they are never deleted). --deep also streams ' +
             'each tarball back and checks its md5, its members and each member against its ' +
-            'source ETag. A pass writes projects/P/workspace/backup/T_verified.json.',
+            'source ETag. A pass writes projects/P/workspace/backup/T_verified.json; a failure ' +
+            'replaces it with a failed record.',
         ),
     )
       .option('--deep', 'stream every tarball back from S3 and check its content')

@@ -1,6 +1,8 @@
+import { ForeignOutputsError, PlateError, VerificationError } from '../errors.js';
 import {
   parseEtagListing,
   parseListing,
+  parseRawListingLine,
   oldScriptPath,
   type EtagEntry,
   type ListingEntry,
@@ -13,7 +15,7 @@ import {
   type PlateRef,
 } from '../layout/layout.js';
 import type { ObjectInfo, S3Store } from '../s3/store.js';
-import { isFolderMarker, listSources } from './sources.js';
+import { isFolderMarker, listSources, nameSome } from './sources.js';
 
 /** `new`: whole paths (imgbackup); `old`: paths cut at the first space (the bash script). */
 export type ListingFormat = 'new' | 'old';
@@ -84,8 +86,10 @@ export interface SourceComparison {
 }
 
 /**
- * Compares what is under the plate's sources now with what the archive holds (its stored
- * listing, and where present the ETags recorded at archive time).
+ * Compares what is under the plate's sources now with what the archive holds. An imgbackup
+ * archive is matched by its listing's whole paths (and the ETags recorded at archive time); an
+ * old-script archive by full key against its untrimmed listing, never by its cut paths, which
+ * the files of another plate_id_full (or any same-size file) would match.
  */
 export async function compareSources(
   store: S3Store,
@@ -94,16 +98,10 @@ export async function compareSources(
   archivedAt: Date,
 ): Promise<SourceComparison> {
   const stored = parseListing(listingText);
-  const etagText = await store.getText(L.bucket, L.etagListingKey);
-  const etags = new Map(
-    (etagText ? parseEtagListing(etagText) : []).map((e) => [e.path, e] as const),
-  );
   const current = (await listSources(store, L)).flatMap((l) =>
     l.objects.filter((o) => !isFolderMarker(o)),
   );
   const format = detectFormat(stored, current);
-  const rule = pathRule(format);
-  const bag = new LineBag(stored);
   const out: SourceComparison = {
     format,
     archived: [],
@@ -112,18 +110,29 @@ export async function compareSources(
     gone: [],
     superseded: [],
   };
+  // HEAD's Last-Modified has whole seconds, listings may have milliseconds: compare seconds.
+  const writtenAfter = (o: ObjectInfo) =>
+    Math.floor(o.lastModified.getTime() / 1000) > Math.floor(archivedAt.getTime() / 1000);
+  if (format === 'old') return compareByFullKey(store, L, stored, current, writtenAfter);
+  const etagText = await store.getText(L.bucket, L.etagListingKey);
+  let etags: Map<string, EtagEntry>;
+  try {
+    etags = new Map((etagText ? parseEtagListing(etagText) : []).map((e) => [e.path, e]));
+  } catch (err) {
+    throw new VerificationError(`s3://${L.bucket}/${L.etagListingKey}: ${(err as Error).message}`);
+  }
+  const bag = new LineBag(stored);
   for (const o of current) {
     const path = listingPath(o.key);
-    if (!bag.take({ path: rule(path), size: o.size })) {
-      const known = stored.some((s) => s.path === rule(path));
+    if (!bag.take({ path, size: o.size })) {
+      const known = stored.some((s) => s.path === path);
       (known ? out.changed : out.added).push(o.key);
       continue;
     }
     const then = etags.get(path);
-    // HEAD's Last-Modified has whole seconds, listings may have milliseconds: compare seconds.
     const rewritten = then
       ? then.etag !== o.etag || then.size !== o.size || otherVersion(then, o)
-      : Math.floor(o.lastModified.getTime() / 1000) > Math.floor(archivedAt.getTime() / 1000);
+      : writtenAfter(o);
     if (rewritten) out.changed.push(o.key);
     else out.archived.push(o);
   }
@@ -163,6 +172,63 @@ async function keepArchivedVersions(
   out.changed = stillChanged;
 }
 
+/**
+ * An old-script archive's side of compareSources. The untrimmed listing names each key; the cut
+ * listing (what the tar listing matched) must hold its cut line too, or the two listings
+ * disagree about it and it is not deletable.
+ */
+async function compareByFullKey(
+  store: S3Store,
+  L: PlateLayout,
+  stored: ListingEntry[],
+  current: ObjectInfo[],
+  writtenAfter: (o: ObjectInfo) => boolean,
+): Promise<SourceComparison> {
+  const out: SourceComparison = {
+    format: 'old',
+    archived: [],
+    added: [],
+    changed: [],
+    gone: [],
+    superseded: [],
+  };
+  const held = await untrimmedKeys(store, L);
+  const bag = new LineBag(stored);
+  for (const o of current) {
+    const size = held.get(o.key);
+    const cut = { path: oldScriptPath(listingPath(o.key)), size: o.size };
+    if (size === undefined || (size === o.size && !bag.take(cut))) out.added.push(o.key);
+    else if (size !== o.size || writtenAfter(o)) out.changed.push(o.key);
+    else out.archived.push(o);
+  }
+  const now = new Set(current.map((o) => o.key));
+  out.gone = [...held.keys()].filter(
+    (k) => !now.has(k) && !k.endsWith('/') && L.sources.some((s) => k.startsWith(s.prefix)),
+  );
+  return out;
+}
+
+/** The full keys (and sizes) of the archive's untrimmed `aws s3 ls` listing. */
+async function untrimmedKeys(store: S3Store, L: PlateLayout): Promise<Map<string, number>> {
+  const where = `s3://${L.coldBucket}/${L.untrimmedListingKey}`;
+  const text = await store.getText(L.coldBucket, L.untrimmedListingKey);
+  if (text === undefined)
+    throw new VerificationError(
+      `missing ${where}: an old-script archive's files are known by full key only from it`,
+    );
+  const held = new Map<string, number>();
+  for (const line of text.split('\n')) {
+    if (line.trim() === '') continue;
+    try {
+      const { key, size } = parseRawListingLine(line);
+      held.set(key, size);
+    } catch (err) {
+      throw new VerificationError(`${where}: ${(err as Error).message}`);
+    }
+  }
+  return held;
+}
+
 /** An old-script listing is recognised by a key with a space that only its cut path matches. */
 function detectFormat(stored: ListingEntry[], current: ObjectInfo[]): ListingFormat {
   const paths = new Set(stored.map((s) => s.path));
@@ -188,4 +254,102 @@ export async function resolveLayout(
   const other = plateLayout({ ...opts, compressed: !asked.compressed }, plate);
   if (await store.head(other.coldBucket, other.tarballs[0]!.key)) return other;
   return asked;
+}
+
+/**
+ * Who a plate's records say they belong to. The tag `P_B_plate_id` is not unique (batch `X_1`
+ * plate `2` and batch `X` plate `1_2` share it), so records name the plate itself.
+ */
+export interface PlateOwner {
+  project: string;
+  batch: string;
+  plateId: string;
+  plateIdFull: string;
+}
+
+export function plateOwner(opts: LayoutOptions, plate: PlateRef): PlateOwner {
+  return {
+    project: opts.projectName,
+    batch: opts.batchId,
+    plateId: plate.plateId,
+    plateIdFull: plate.plateIdFull,
+  };
+}
+
+const describeOwner = (o: Partial<PlateOwner>) =>
+  `project ${JSON.stringify(o.project)} batch ${JSON.stringify(o.batch)} plate ${JSON.stringify(o.plateId)}` +
+  (o.plateIdFull !== undefined && o.plateIdFull !== o.plateId
+    ? ` (plate_id_full ${JSON.stringify(o.plateIdFull)})`
+    : '');
+
+/** Whether a listing path lies under one of the plate's sources (an old script's cut path too). */
+export function ownsPath(L: PlateLayout, path: string): boolean {
+  return L.sources.some((s) => {
+    const p = listingPath(s.prefix);
+    if (path.startsWith(p)) return true;
+    // The old script cut every path at its first space (so each path under a prefix with a
+    // space became the prefix's cut), and listed without the trailing '/' (sweeping in 20586/).
+    const bare = p.slice(0, -1);
+    const cut = oldScriptPath(bare);
+    return cut !== bare ? path === cut : path.startsWith(bare);
+  });
+}
+
+/** The plate a listing path names, as far as the path shows it. */
+export function ownerOfPath(path: string): string {
+  const m =
+    /^([^/]+)\/([^/]+)\/(?:images|illum)\/([^/]+)\//.exec(path) ??
+    /^([^/]+)\/workspace\/(?:analysis|backend)\/([^/]+)\/([^/]+)\//.exec(path);
+  return m ? `project "${m[1]}" batch "${m[2]}" plate "${m[3]}"` : `another plate`;
+}
+
+/**
+ * Fails the plate if an output found under its tag is another plate's: a stored listing naming
+ * paths outside this plate's four sources, or a record (verification, in-progress) naming
+ * another project, batch or plate. Nothing is written or removed here, so neither plate's
+ * outputs are touched. Records from before they named their plate are left to the other checks.
+ */
+export async function checkOwnership(
+  store: S3Store,
+  opts: LayoutOptions,
+  L: PlateLayout,
+): Promise<void> {
+  const foreign = (key: string, whose: string, evidence = '') =>
+    new ForeignOutputsError(
+      `s3://${L.bucket}/${key} belongs to ${whose}, not to this plate (both have the tag ${L.tag}${evidence}); not touching either plate's outputs: archive one of them under another --batch-id or tag`,
+    );
+  for (const key of [L.s3ListingKey, L.tarListingKey]) {
+    const text = await store.getText(L.bucket, key);
+    if (text === undefined) continue;
+    let paths: string[];
+    try {
+      paths = parseListing(text).map((e) => e.path);
+    } catch (err) {
+      throw new PlateError(`s3://${L.bucket}/${key}: ${(err as Error).message}`);
+    }
+    const outside = paths.filter((p) => !ownsPath(L, p));
+    if (outside.length > 0)
+      throw foreign(key, ownerOfPath(outside[0]!), `; it lists ${nameSome(outside)}`);
+  }
+  const me = plateOwner(opts, L.plate);
+  for (const key of [L.inProgressKey, L.verifiedKey]) {
+    const text = await store.getText(L.bucket, key);
+    if (text === undefined) continue;
+    let named: Partial<PlateOwner>;
+    try {
+      named = JSON.parse(text) as Partial<PlateOwner>;
+    } catch {
+      throw new PlateError(
+        `s3://${L.bucket}/${key} is not valid JSON; check it, remove it, re-run`,
+      );
+    }
+    if (named.project === undefined && named.batch === undefined) continue;
+    if (
+      named.project !== me.project ||
+      named.batch !== me.batch ||
+      named.plateId !== me.plateId ||
+      named.plateIdFull !== me.plateIdFull
+    )
+      throw foreign(key, describeOwner(named));
+  }
 }

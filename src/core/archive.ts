@@ -47,7 +47,7 @@ import {
 } from './sources.js';
 import { poolOptions, runPlates, type PlateResult, type RunOptions } from './pool.js';
 import { DiskBudget, freeBytes } from './disk.js';
-import { resolveLayout } from './archive-state.js';
+import { checkOwnership, plateOwner, resolveLayout } from './archive-state.js';
 import { abortStaleUploads, inProgressRecord, lockPlate, removeStaleLocal } from './resume.js';
 import { checkBuckets, checkTmpdir } from './preflight.js';
 
@@ -158,6 +158,8 @@ export async function archivePlate(
   log: Logger,
 ): Promise<Omit<PlateResult, 'seconds'>> {
   const L = await resolveLayout(store, opts.layout, plate);
+  // Outputs under this tag may be another plate's (tags are not unique): never redo or tidy them.
+  await checkOwnership(store, opts.layout, L);
   const base = { plateId: plate.plateId, tag: L.tag };
 
   const outputs = outputKeys(L);
@@ -244,7 +246,13 @@ export async function archivePlate(
       const left = await removeOutputs(store, L, theirs, log);
       if (left) throw new PlateError(`its interrupted run's outputs could not be removed: ${left}`);
     }
-    await written.put(store, L.bucket, L.inProgressKey, inProgressRecord(), { overwrite: true });
+    await written.put(
+      store,
+      L.bucket,
+      L.inProgressKey,
+      inProgressRecord(plateOwner(opts.layout, plate)),
+      { overwrite: true },
+    );
     const uploads: Promise<void>[] = [];
     try {
       const bytesOf = (t: TarballLayout) =>

@@ -1,11 +1,16 @@
 import { rename, writeFile } from 'node:fs/promises';
 import { PlateError } from '../errors.js';
-import { unsafeKeyReason, type LayoutOptions, type PlateLayout } from '../layout/layout.js';
+import {
+  fileFolderClashes,
+  unsafeKeyReason,
+  type LayoutOptions,
+  type PlateLayout,
+} from '../layout/layout.js';
 import { plateLogger, type Logger } from '../log/log.js';
 import type { PlateRow } from '../plates/plates-csv.js';
 import { deleteScript, DELETE_BATCH } from '../integrity/listings.js';
 import { httpStatus, type DeleteTarget, type ObjectInfo, type S3Store } from '../s3/store.js';
-import { resolveLayout } from './archive-state.js';
+import { checkOwnership, resolveLayout } from './archive-state.js';
 import { poolOptions, runPlates, type PlateResult, type RunOptions } from './pool.js';
 import { checkBuckets } from './preflight.js';
 import { isFolderMarker, nameSome } from './sources.js';
@@ -27,20 +32,39 @@ interface RunBase extends RunOptions {
 }
 
 /**
- * A plate's verification record, checked to still describe its tarballs: it must be newer than
- * each tarball and name each tarball's current ETag, so a tarball replaced or altered after the
- * verify is never trusted.
+ * A plate's passing verification record, checked to still describe its archive: it must be
+ * newer than each tarball and listing and name their current ETags, so an output replaced
+ * or altered after the verify is never trusted.
  */
 async function currentRecord(store: S3Store, L: PlateLayout): Promise<VerifiedRecord> {
   const record = await readVerifiedRecord(store, L);
   if (!record)
     throw new PlateError('not verified: run `imgbackup verify` first (or --force-unverified)');
+  if (record.passed === false)
+    throw new PlateError(
+      `not verified: the last verify (${record.time}) failed: ${record.problem}; fix that and run \`imgbackup verify\` again`,
+    );
+  if (record.passed !== true)
+    throw new PlateError(
+      `not verified: s3://${L.bucket}/${L.verifiedKey} was written by an older imgbackup and does not say it passed; run \`imgbackup verify\` again`,
+    );
   for (const t of L.tarballs) {
     const head = await store.head(L.coldBucket, t.key);
     const seen = record.tarballs.find((r) => r.key === t.key);
     if (!head || !seen || seen.etag !== head.etag || head.lastModified > new Date(record.time)) {
       throw new PlateError(
         `${t.fileName} changed since it was verified; run \`imgbackup verify\` again`,
+      );
+    }
+  }
+  // A listing rewritten after the pass (one whose failed verify could not replace the record)
+  // is not what was proven.
+  for (const key of [L.s3ListingKey, L.tarListingKey]) {
+    const head = await store.head(L.bucket, key);
+    const seen = record.listings.find((r) => r.key === key);
+    if (!head || !seen || seen.etag !== head.etag || head.lastModified > new Date(record.time)) {
+      throw new PlateError(
+        `s3://${L.bucket}/${key} ${head ? 'changed' : 'is gone'} since the plate was verified; run \`imgbackup verify\` again`,
       );
     }
   }
@@ -70,6 +94,7 @@ export async function collectDeletes(
     async (plate, signal) => {
       const s = store.withSignal(signal);
       const L = await resolveLayout(s, opts.layout, plate);
+      await checkOwnership(s, opts.layout, L);
       const record = await currentRecord(s, L);
       scripts.set(plate.plateId, deleteScript(L.bucket, record.objects));
       plans.set(
@@ -235,10 +260,12 @@ export async function deletePlates(store: S3Store, opts: DeleteOptions): Promise
 
 async function planPlate(store: S3Store, opts: DeleteOptions, plate: PlateRow): Promise<PlatePlan> {
   const L = await resolveLayout(store, opts.layout, plate);
+  await checkOwnership(store, opts.layout, L);
   let wanted: { key: string; size: number; etag: string; versionId?: string; bucket?: string }[];
   let record: VerifiedRecord | undefined;
   if (opts.forceUnverified) {
-    record = await readVerifiedRecord(store, L);
+    const found = await readVerifiedRecord(store, L);
+    record = found?.passed === true ? found : undefined;
   } else {
     record = await currentRecord(store, L);
   }
@@ -280,6 +307,7 @@ async function planPlate(store: S3Store, opts: DeleteOptions, plate: PlateRow): 
   const now = new Map<string, ObjectInfo>();
   for (const s of L.sources)
     for await (const o of store.list(L.bucket, s.prefix)) now.set(o.key, o);
+  refuseClashes(wanted, now.keys());
   const keys: PlanKey[] = [];
   const skipped: string[] = [];
   let gone = 0;
@@ -335,6 +363,22 @@ async function mustRecheck(
     `s3://${first.L.bucket}: the store offers no conditional delete (it ignores DeleteObjects' ETag); each batch's keys are checked again (HEAD: size, ETag, version) just before it is sent, but a write between that check and the delete is not caught`,
   );
   return true;
+}
+
+/**
+ * Even with --force-unverified: a key that `tar x` cannot restore beside another (a file `a` and
+ * `a/b` or `a/`) is never deleted, since its restore would silently lose the file.
+ */
+function refuseClashes(wanted: { key: string }[], present: Iterable<string>): void {
+  const keys = new Set(wanted.map((w) => w.key));
+  const clashes = fileFolderClashes(new Set([...keys, ...present])).filter(
+    ([a, b]) => keys.has(a) || keys.has(b),
+  );
+  if (clashes.length > 0) {
+    throw new PlateError(
+      `refusing keys that tar cannot both restore (the file would be lost on restore): ${clashes.map(([a, b]) => `${JSON.stringify(a)} and ${JSON.stringify(b)}`).join('; ')}; rename one of each pair and archive the plate again`,
+    );
+  }
 }
 
 async function executePlan(

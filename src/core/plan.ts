@@ -5,7 +5,7 @@ import { plateLogger, type Logger } from '../log/log.js';
 import type { PlateRow } from '../plates/plates-csv.js';
 import type { S3Store } from '../s3/store.js';
 import { tarEntries } from './archive.js';
-import { resolveLayout } from './archive-state.js';
+import { checkOwnership, resolveLayout } from './archive-state.js';
 import { poolOptions, runPlates, type PlateResult, type RunOptions } from './pool.js';
 import { checkBuckets } from './preflight.js';
 import { listSources, sourceFiles } from './sources.js';
@@ -29,6 +29,7 @@ export async function planPlate(
   log: Logger,
 ): Promise<Omit<PlateResult, 'seconds'>> {
   const L = await resolveLayout(store, opts.layout, plate);
+  await checkOwnership(store, opts.layout, L);
   const listed = await listSources(store, L);
   const files = sourceFiles(listed);
   const bytesIn = files.reduce((n, o) => n + o.size, 0);
@@ -40,7 +41,7 @@ export async function planPlate(
   const complete = present.slice(0, outputKeys(L).length).every(Boolean);
   const record = await readVerifiedRecord(store, L);
   let state: PlateState;
-  if (record) {
+  if (record?.passed === true) {
     const now = new Set(files.map((o) => o.key));
     const remaining = record.objects.filter((o) => now.has(o.key)).length;
     state = record.objects.length > 0 && remaining === 0 ? 'deleted' : 'verified';

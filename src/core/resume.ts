@@ -6,6 +6,7 @@ import { PlateError } from '../errors.js';
 import type { PlateLayout, TarballLayout } from '../layout/layout.js';
 import type { Logger } from '../log/log.js';
 import { httpStatus, s3ErrorCode, type S3Store } from '../s3/store.js';
+import type { PlateOwner } from './archive-state.js';
 
 export interface PlateLock {
   release(): Promise<void>;
@@ -207,6 +208,7 @@ function cannotListMessage(err: unknown): string {
   return `ListMultipartUploads failed on the cold bucket (${s3ErrorCode(err)}), ${fix}add an AbortIncompleteMultipartUpload lifecycle rule (README, archive), or abort them by hand`;
 }
 
-export function inProgressRecord(): string {
-  return `${JSON.stringify({ host: hostname(), pid: process.pid, started: new Date().toISOString() })}\n`;
+/** Names its plate (the tag is not unique), so another plate's run never takes it for its own. */
+export function inProgressRecord(owner: PlateOwner): string {
+  return `${JSON.stringify({ ...owner, host: hostname(), pid: process.pid, started: new Date().toISOString() })}\n`;
 }

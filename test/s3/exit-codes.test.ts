@@ -119,17 +119,18 @@ for (const name of testServerNames()) {
       assert.match(lines[0]!, /does not exist/);
     });
 
-    test('3: verify finds a tarball whose .etag was altered', async () => {
-      // test 0 archived plate 2058
+    test('3: verify --deep finds a tarball whose bytes disagree with its .md5', async () => {
+      // test 0 archived plate 2058. (A changed .etag alone is not a mismatch: the ETag may have
+      // changed by a copy in place; verify judges it by X.md5 or asks for --deep.)
       await suite.client.send(
         new PutObjectCommand({
           Bucket: cold,
-          Key: coldKey(PLATE_B, 'backend.etag'),
-          Body: '0123456789abcdef0123456789abcdef\n',
+          Key: coldKey(PLATE_B, 'backend.md5'),
+          Body: `0123456789abcdef0123456789abcdef  ${tag(PLATE_B)}_backend.tar.gz\n`,
         }),
       );
       const csv = await writePlatesCsv([PLATE_B], await mkdtemp(join(suite.work, 'mismatch-')));
-      const r = await runCli(args('verify', csv), serverEnv(suite.server));
+      const r = await runCli(args('verify', csv, ['--deep']), serverEnv(suite.server));
       assert.equal(r.code, 3, r.stderr + r.stdout);
       assert.match(r.stdout, /2058\s+mismatch/);
     });

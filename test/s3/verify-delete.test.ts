@@ -17,6 +17,7 @@ import {
   writePlatesCsv,
   type FixturePlate,
 } from '../helpers/fixtures.js';
+import { writeOldArchive } from '../helpers/old-archive.js';
 import { testServerNames } from '../helpers/servers.js';
 import { useServer } from '../helpers/suite.js';
 
@@ -251,7 +252,6 @@ for (const name of testServerNames()) {
       const live = await suite.server.newBucket('live');
       const cold = await suite.server.newBucket('cold');
       const p: FixturePlate = { plateId: 'OLD1', plateIdFull: 'OLD1 Measurement 1' };
-      const T = tag(p);
       const objs = new Map<string, Buffer>([
         [
           `projects/${PROJECT}/${BATCH}/images/${p.plateIdFull}/r01 c01.tiff`,
@@ -272,62 +272,14 @@ for (const name of testServerNames()) {
         ],
       ]);
       await uploadAll(suite.client, live, objs);
-      // Rebuild what aws_backup.sh made: a downloaded tree, tar -czf, md5sum, listings via cut.
+      await writeOldArchive(suite.client, {
+        live,
+        cold,
+        work: suite.work,
+        plate: p,
+        objects: objs,
+      });
       const dir = await mkdtemp(join(suite.work, 'old-'));
-      for (const [k, v] of objs) {
-        const f = join(dir, T, k.slice('projects/'.length));
-        await mkdir(join(f, '..'), { recursive: true });
-        await writeFile(f, v);
-      }
-      const groups: Record<string, string[]> = {
-        images_illum_analysis: [
-          `${T}/${PROJECT}/${BATCH}/images/${p.plateIdFull}`,
-          `${T}/${PROJECT}/${BATCH}/illum/${p.plateId}`,
-          `${T}/${PROJECT}/workspace/analysis/${BATCH}/${p.plateId}`,
-        ],
-        backend: [`${T}/${PROJECT}/workspace/backend/${BATCH}/${p.plateId}`],
-      };
-      for (const [g, dirs] of Object.entries(groups)) {
-        const name = `${T}_${g}.tar.gz`;
-        execFileSync('tar', ['-czf', name, ...dirs], { cwd: dir });
-        const data = await readFile(join(dir, name));
-        const key = coldKey(p, `${g}.tar.gz`);
-        await suite.client.send(new PutObjectCommand({ Bucket: cold, Key: key, Body: data }));
-        const md5 = execFileSync('md5sum', [name], { cwd: dir }).toString();
-        await suite.client.send(
-          new PutObjectCommand({ Bucket: cold, Key: coldKey(p, `${g}.md5`), Body: md5 }),
-        );
-        const head = await suite.client.send(new HeadObjectCommand({ Bucket: cold, Key: key }));
-        await suite.client.send(
-          new PutObjectCommand({
-            Bucket: cold,
-            Key: coldKey(p, `${g}.etag`),
-            Body: `${head.ETag!.replace(/"/g, '')}\n`,
-          }),
-        );
-      }
-      const oldListing = Buffer.concat(
-        [...objs]
-          .map(([k, v]) =>
-            Buffer.from(`${k.slice('projects/'.length).split(' ')[0]}\t${v.length}\n`),
-          )
-          .sort(Buffer.compare),
-      );
-      const backup = `projects/${PROJECT}/workspace/backup/${T}`;
-      for (const [k, body] of [
-        [`${backup}_file_listing_s3.txt`, oldListing],
-        [`${backup}_file_listing_tar.txt`, oldListing],
-        [`${backup}_delete_s3.sh`, Buffer.from('aws s3 rm --recursive "s3://x/y"\n')],
-      ] as const) {
-        await suite.client.send(new PutObjectCommand({ Bucket: live, Key: k, Body: body }));
-      }
-      await suite.client.send(
-        new PutObjectCommand({
-          Bucket: cold,
-          Key: coldKey(p, 'file_listing_untrimmed_s3.txt'),
-          Body: 'raw\n',
-        }),
-      );
       const csv = await writePlatesCsv([p], dir);
       const args = [...plateArgs({ csv: csv, live: live, cold: cold })];
       const v = await runCli(['verify', ...args], serverEnv(suite.server));
