@@ -13,7 +13,7 @@ import { httpStatus, type DeleteTarget, type ObjectInfo, type S3Store } from '..
 import { checkOwnership, resolveLayout } from './archive-state.js';
 import { poolOptions, runPlates, type PlateResult, type RunOptions } from './pool.js';
 import { checkBuckets } from './preflight.js';
-import { isFolderMarker, nameSome } from './sources.js';
+import { isFolderMarker, namePairs, nameSome } from './sources.js';
 import { readVerifiedRecord, type VerifiedRecord } from './verify.js';
 import { probeConditionalDelete, recheckBatch, needsRecheck } from './conditional-delete.js';
 
@@ -376,7 +376,7 @@ function refuseClashes(wanted: { key: string }[], present: Iterable<string>): vo
   );
   if (clashes.length > 0) {
     throw new PlateError(
-      `refusing keys that tar cannot both restore (the file would be lost on restore): ${clashes.map(([a, b]) => `${JSON.stringify(a)} and ${JSON.stringify(b)}`).join('; ')}; rename one of each pair and archive the plate again`,
+      `refusing keys that tar cannot both restore (the file would be lost on restore): ${namePairs(clashes)}; rename one of each pair and archive the plate again`,
     );
   }
 }

@@ -27,6 +27,15 @@ export function nameSome(keys: string[]): string {
   return shown.join(', ') + more;
 }
 
+/** Key pairs (e.g. those tar cannot both restore) as `"a" and "a/b"`, a few of them. */
+export function namePairs(pairs: [string, string][]): string {
+  const shown = pairs
+    .slice(0, KEYS_IN_MESSAGE)
+    .map(([a, b]) => `${JSON.stringify(a)} and ${JSON.stringify(b)}`);
+  const more = pairs.length > KEYS_IN_MESSAGE ? `; and ${pairs.length - KEYS_IN_MESSAGE} more` : '';
+  return shown.join('; ') + more;
+}
+
 /**
  * Lists a plate's four sources. Each is sorted here, not trusted to come sorted, so the tarball
  * and listings do not depend on a server's order. A key that cannot be archived safely fails the
@@ -72,7 +81,7 @@ export function refusal(
   }
   if (clashes.length > 0) {
     parts.push(
-      `source keys that tar cannot both restore (extracting the folder replaces the file, silently): ${nameSome(clashes.map(([file, below]) => `${file} and ${below}`))}; rename the file or the folder, then re-run`,
+      `source keys that tar cannot both restore (extracting the folder replaces the file, silently): ${namePairs(clashes)}; rename the file or the folder, then re-run`,
     );
   }
   if (noEtag.length > 0) {

@@ -35,7 +35,7 @@ import {
 } from './archive-state.js';
 import { poolOptions, runPlates, type PlateResult, type RunOptions } from './pool.js';
 import { checkBuckets } from './preflight.js';
-import { nameSome } from './sources.js';
+import { namePairs, nameSome } from './sources.js';
 
 export interface VerifiedRecord extends PlateOwner {
   passed: true;
@@ -121,7 +121,7 @@ async function provePlate(
   const clashes = fileFolderClashes(new Set(held));
   if (clashes.length > 0) {
     f.problems.push(
-      `the archive holds keys that tar cannot both restore (extracting the folder replaces the file, so the file would be lost): ${clashes.map(([a, b]) => `${JSON.stringify(a)} and ${JSON.stringify(b)}`).join('; ')}`,
+      `the archive holds keys that tar cannot both restore (extracting the folder replaces the file, so the file would be lost): ${namePairs(clashes)}`,
     );
   }
   f.checks.push('restorable-keys');

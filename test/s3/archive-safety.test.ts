@@ -141,10 +141,10 @@ for (const name of testServerNames()) {
       assert.equal(r.code, 1, r.stdout + r.stderr);
       const img = (p: FixturePlate) => sourcePrefixes(p)[0]!;
       assert.ok(
-        r.stdout.includes(`"${img(P1)}a and ${img(P1)}a/b.tif"`),
+        r.stdout.includes(`"${img(P1)}a" and "${img(P1)}a/b.tif"`),
         `names both keys: ${r.stdout}`,
       );
-      assert.ok(r.stdout.includes(`"${img(P2)}c and ${img(P2)}c/"`), r.stdout);
+      assert.ok(r.stdout.includes(`"${img(P2)}c" and "${img(P2)}c/"`), r.stdout);
       assert.match(r.stdout, /tar cannot both restore/);
       assert.match(r.stdout, /fine\s+archived/);
       for (const p of [P1, P2]) {

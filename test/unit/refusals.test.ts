@@ -46,12 +46,12 @@ const TABLE: [string, { key: string; etag?: string; full?: boolean }[], string |
   [
     'a file and a file below it',
     [{ key: 'a' }, { key: 'a/b.tif' }],
-    'source keys that tar cannot both restore (extracting the folder replaces the file, silently): "projects/P/B/images/X/a and projects/P/B/images/X/a/b.tif"; rename the file or the folder, then re-run',
+    'source keys that tar cannot both restore (extracting the folder replaces the file, silently): "projects/P/B/images/X/a" and "projects/P/B/images/X/a/b.tif"; rename the file or the folder, then re-run',
   ],
   [
     'a file and its folder marker',
     [{ key: 'a' }, { key: 'a/' }],
-    'source keys that tar cannot both restore (extracting the folder replaces the file, silently): "projects/P/B/images/X/a and projects/P/B/images/X/a/"; rename the file or the folder, then re-run',
+    'source keys that tar cannot both restore (extracting the folder replaces the file, silently): "projects/P/B/images/X/a" and "projects/P/B/images/X/a/"; rename the file or the folder, then re-run',
   ],
   [
     'an object listed without an ETag',
@@ -62,7 +62,7 @@ const TABLE: [string, { key: string; etag?: string; full?: boolean }[], string |
     'every kind at once, each named',
     [{ key: 'a' }, { key: 'a/b', etag: '' }, { key: 'c/../d' }],
     'source keys that cannot be archived safely: "projects/P/B/images/X/c/../d has a \\"..\\" path segment"; rename those objects, then re-run; ' +
-      'source keys that tar cannot both restore (extracting the folder replaces the file, silently): "projects/P/B/images/X/a and projects/P/B/images/X/a/b"; rename the file or the folder, then re-run; ' +
+      'source keys that tar cannot both restore (extracting the folder replaces the file, silently): "projects/P/B/images/X/a" and "projects/P/B/images/X/a/b"; rename the file or the folder, then re-run; ' +
       'objects listed without an ETag, so nothing can be proven about them: "projects/P/B/images/X/a/b"; re-run, and if it persists check the store or any proxy in front of it (S3 lists every object with its ETag)',
   ],
   [
