@@ -240,6 +240,26 @@ for (const name of testServerNames('all')) {
       assert.deepEqual(await readTree(dir), await readTree(await gnuTarTree(suite, c, [PLATE_B])));
     });
 
+    test('--overwrite to S3 leaves an object alone when only the whole tarball could prove the new bytes', async () => {
+      const c = await archivedCase(suite, [PLATE_B]);
+      // without T_file_etags_s3.txt no member has a proof of its own before the tarball's md5
+      await suite.client.send(
+        new DeleteObjectCommand({
+          Bucket: c.live,
+          Key: `projects/2013_Gustafsdottir_PLOSONE/workspace/backup/${tagOf(PLATE_B)}_file_etags_s3.txt`,
+        }),
+      );
+      const key = `${sourcePrefixes(PLATE_B)[3]}${PLATE_B.plateId}.sqlite`;
+      await suite.client.send(new PutObjectCommand({ Bucket: c.live, Key: key, Body: 'newer' }));
+      const r = await c.run('restore', ['--to-s3', '--overwrite', '--json']);
+      assert.equal(r.code, 1, r.stderr + r.stdout);
+      assert.match(
+        String(plateLines(r.stdout)[0]!.message),
+        /1 file\(s\) already there with other bytes were left alone even with --overwrite.*2058\.sqlite/,
+      );
+      assert.equal((await getBytes(suite.client, c.live, key)).toString(), 'newer');
+    });
+
     test('a link member is refused and nothing is written for it', async () => {
       const c = await archivedCase(suite, [PLATE_B]);
       const T = tagOf(PLATE_B);

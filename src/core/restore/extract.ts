@@ -37,6 +37,8 @@ export interface TarballOutcome {
   folders: number;
   bytesWritten: number;
   conflicts: string[];
+  /** Existing objects --overwrite left alone: the member is proven only by the tarball's md5. */
+  unprovable: string[];
   proofs: Record<MemberProof, number>;
 }
 
@@ -71,6 +73,7 @@ export async function restoreTarball(job: TarballJob): Promise<TarballOutcome> {
     folders: 0,
     bytesWritten: 0,
     conflicts: [],
+    unprovable: [],
     proofs: { md5: 0, 'multipart-etag': 0, 'tarball-md5': 0 },
   };
   const whole = createHash('md5');
@@ -179,6 +182,13 @@ async function member(
   if (v.problem) {
     await w.discard();
     throw bad(v.problem);
+  }
+  // An object replaced now could not be put back if the tarball's md5 then failed.
+  if (there && v.proof === 'tarball-md5' && !job.target.holdsUnpublished) {
+    await w.discard();
+    if (there.size === size && (await there.same(v.md5))) out.skipped += 1;
+    else out.unprovable.push(where);
+    return;
   }
   await writing(where, () => w.finish());
   out.proofs[v.proof] += 1;

@@ -213,6 +213,12 @@ async function restorePlate(
       `${conflicts.length} file(s) already there with other bytes, left alone (--overwrite replaces them): ${nameSome(conflicts)}`,
     );
   }
+  const unprovable = outcomes.flatMap((o) => o.unprovable);
+  if (unprovable.length > 0) {
+    throw new PlateError(
+      `${unprovable.length} file(s) already there with other bytes were left alone even with --overwrite: the archive records no ETag that proves their bytes before the whole tarball is read, and a replaced object could not be put back if that check then failed: ${nameSome(unprovable)}; restore them under --to-prefix or --to-dir and compare`,
+    );
+  }
   const counts = {
     written: sum((o) => o.written),
     skipped: sum((o) => o.skipped),
