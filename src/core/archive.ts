@@ -246,8 +246,10 @@ export async function archivePlate(
       const left = await removeOutputs(store, L, theirs, log);
       if (left) throw new PlateError(`its interrupted run's outputs could not be removed: ${left}`);
     }
+    // Not cut short by Ctrl-C: a PUT aborted in flight may still land after the cleanup has
+    // removed the marker, leaving it behind. It is one small request, bounded like cleanup.
     await written.put(
-      store,
+      store.withSignal(AbortSignal.timeout(CLEANUP_TIMEOUT_MS)),
       L.bucket,
       L.inProgressKey,
       inProgressRecord(plateOwner(opts.layout, plate)),
