@@ -250,8 +250,11 @@ export class S3Store {
     return out;
   }
 
-  /** The object (or with `versionId`, that version of it); undefined if there is none. */
-  async head(bucket: string, key: string, versionId?: string): Promise<ObjectInfo | undefined> {
+  /**
+   * The object (or with `versionId`, that version of it), with its restore and archive fields;
+   * undefined if there is none.
+   */
+  async head(bucket: string, key: string, versionId?: string): Promise<ArchiveHead | undefined> {
     try {
       const r = await this.client.send(
         new HeadObjectCommand({ Bucket: bucket, Key: key, VersionId: versionId }),
@@ -265,6 +268,8 @@ export class S3Store {
         lastModified: r.LastModified ?? new Date(0),
         ...(r.StorageClass ? { storageClass: r.StorageClass } : {}),
         ...(r.VersionId ? { versionId: r.VersionId } : {}),
+        ...(r.Restore ? { restore: r.Restore } : {}),
+        ...(r.ArchiveStatus ? { archiveStatus: r.ArchiveStatus } : {}),
       };
     } catch (err) {
       if (isNotFound(err)) return undefined;
@@ -426,28 +431,6 @@ export class S3Store {
       new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }),
       this.opts(),
     );
-  }
-
-  /** HeadObject with the restore and archive fields; undefined when the key does not exist. */
-  async headArchive(bucket: string, key: string): Promise<ArchiveHead | undefined> {
-    try {
-      const r = await this.client.send(
-        new HeadObjectCommand({ Bucket: bucket, Key: key }),
-        this.opts(),
-      );
-      return {
-        key,
-        size: r.ContentLength ?? 0,
-        etag: unquoteEtag(r.ETag),
-        lastModified: r.LastModified ?? new Date(0),
-        ...(r.StorageClass ? { storageClass: r.StorageClass } : {}),
-        ...(r.Restore ? { restore: r.Restore } : {}),
-        ...(r.ArchiveStatus ? { archiveStatus: r.ArchiveStatus } : {}),
-      };
-    } catch (err) {
-      if (isNotFound(err)) return undefined;
-      throw err;
-    }
   }
 
   /**

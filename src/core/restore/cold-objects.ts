@@ -49,7 +49,7 @@ export async function coldObjects(
     { key: t.md5Key, role: 'md5' as const, tarball: t },
     { key: t.etagKey, role: 'etag' as const, tarball: t },
   ]);
-  const heads = await Promise.all(wanted.map((w) => store.headArchive(L.coldBucket, w.key)));
+  const heads = await Promise.all(wanted.map((w) => store.head(L.coldBucket, w.key)));
   const missing = wanted.filter((w, i) => !heads[i] && w.role !== 'etag');
   if (missing.length > 0) {
     const names = missing.map((w) => `s3://${L.coldBucket}/${w.key}`).join(', ');
