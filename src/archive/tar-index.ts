@@ -71,7 +71,8 @@ export function parseIndex(text: string): TarIndex {
   const lines = text.slice(0, -1).split('\n');
   if (lines[0] !== INDEX_MAGIC) throw new Error(`first line is not "${INDEX_MAGIC}"`);
   const t = (lines[1] ?? '').split(' ');
-  if (t[0] !== 'tarball' || t.length !== 4) throw new Error('line 2 is not "tarball SIZE ETAG MD5"');
+  if (t[0] !== 'tarball' || t.length !== 4)
+    throw new Error('line 2 is not "tarball SIZE ETAG MD5"');
   const tarball = { size: num(t[1], 'tarball size'), etag: t[2]!, md5: t[3]! };
   const s = (lines[2] ?? '').split(' ');
   if (s[0] !== 'tar' || s.length !== 3 || (s[2] !== 'gzip' && s[2] !== 'plain'))
@@ -158,7 +159,10 @@ function tarNumber(field: Buffer): number {
     for (let i = 1; i < field.length; i++) n = n * 256 + field[i]!;
     return n;
   }
-  const text = field.toString('latin1').replace(/[\0 ]+$/, '').trim();
+  const text = field
+    .toString('latin1')
+    .replace(/[\0 ]+$/, '')
+    .trim();
   return text === '' ? 0 : parseInt(text, 8);
 }
 
@@ -252,7 +256,8 @@ export class TarScanner {
       return;
     }
     let name = cString(h.subarray(0, 100));
-    const prefix = h.subarray(257, 262).toString('latin1') === 'ustar' ? cString(h.subarray(345, 500)) : '';
+    const prefix =
+      h.subarray(257, 262).toString('latin1') === 'ustar' ? cString(h.subarray(345, 500)) : '';
     if (prefix !== '') name = `${prefix}/${name}`;
     const realSize = this.pax.size ?? size;
     const type = flag === '0' || flag === '\0' ? 'file' : flag === '5' ? 'directory' : 'file';

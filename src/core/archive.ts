@@ -169,11 +169,7 @@ export async function archivePlate(
   // The ETag listing and indexes are ours alone (old archives lack them): they never decide
   // "complete", but a stray one does make an archive partial. The in-progress marker says whose
   // partial it is.
-  const probed = [
-    ...outputs,
-    ...optionalOutputKeys(L),
-    { bucket: L.bucket, key: L.inProgressKey },
-  ];
+  const probed = [...outputs, ...optionalOutputKeys(L), { bucket: L.bucket, key: L.inProgressKey }];
   const present = await Promise.all(
     probed.map(async (o) => (await store.head(o.bucket, o.key)) !== undefined),
   );
