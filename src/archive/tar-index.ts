@@ -3,6 +3,7 @@
  * in the tar stream, and where each entry's header and data are in the tar stream. With it, a
  * few files are read from a large tarball by fetching only the members that hold them.
  */
+import { gunzipSync } from 'node:zlib';
 
 export const INDEX_MAGIC = 'imgbackup-tar-index 1';
 
@@ -281,5 +282,86 @@ export class TarScanner {
     if (this.keepKind === 'L') this.longName = cString(data);
     this.keep = undefined;
     this.keepKind = undefined;
+  }
+}
+
+/**
+ * Checks an index against the tarball's bytes as they stream by: each gzip member, cut at the
+ * index's offsets, gunzips alone to exactly the tar bytes the index gives it, and the tar entries
+ * found in those bytes are the index's, offset for offset. `finish` names the first difference.
+ */
+export class IndexChecker {
+  private readonly scan = new TarScanner();
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+  private at = 0;
+  private member = 0;
+  private problem: string | undefined;
+
+  constructor(private readonly ix: TarIndex) {}
+
+  update(chunk: Buffer): void {
+    if (this.problem) return;
+    if (!this.ix.gzip) return this.scan.push(chunk);
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    this.at += chunk.length;
+    while (!this.problem && this.member < this.ix.members.length) {
+      const end = this.ix.members[this.member + 1]?.compressed;
+      if (end === undefined || this.at < end) return;
+      this.cut(end);
+    }
+  }
+
+  /** Gunzips the member that ends at tarball offset `end` (buffered bytes before it). */
+  private cut(end: number): void {
+    const all = Buffer.concat(this.pending);
+    const start = this.at - this.pendingBytes;
+    const bytes = all.subarray(0, end - start);
+    this.pending = [all.subarray(end - start)];
+    this.pendingBytes = all.length - (end - start);
+    const m = this.ix.members[this.member]!;
+    const tarEnd = this.ix.members[this.member + 1]?.tar ?? this.ix.tarBytes;
+    let tar: Buffer;
+    try {
+      tar = gunzipSync(bytes);
+    } catch (err) {
+      this.problem = `member ${this.member + 1} at offset ${m.compressed} is not one whole gzip member (${(err as Error).message})`;
+      return;
+    }
+    if (tar.length !== tarEnd - m.tar) {
+      this.problem = `member ${this.member + 1} at offset ${m.compressed} holds ${tar.length} tar bytes, the index says ${tarEnd - m.tar}`;
+      return;
+    }
+    this.scan.push(tar);
+    this.member += 1;
+  }
+
+  finish(size: number): string | undefined {
+    if (!this.problem && this.ix.gzip && this.member === this.ix.members.length - 1)
+      this.cut(this.at);
+    if (this.problem) return this.problem;
+    if (this.ix.gzip && this.member !== this.ix.members.length)
+      return `the tarball ends inside member ${this.member + 1} of the ${this.ix.members.length} the index lists`;
+    if (size !== this.ix.tarball.size)
+      return `it is of a tarball of ${this.ix.tarball.size} bytes, this one has ${size}`;
+    if (this.scan.offset !== this.ix.tarBytes)
+      return `the tar stream has ${this.scan.offset} bytes, the index says ${this.ix.tarBytes}`;
+    const found = this.scan.entries;
+    for (let i = 0; i < Math.max(found.length, this.ix.entries.length); i++) {
+      const f = found[i];
+      const e = this.ix.entries[i];
+      const same =
+        f &&
+        e &&
+        f.flag === e.type &&
+        f.name === e.name &&
+        f.header === e.header &&
+        f.data === e.data &&
+        f.size === e.size;
+      if (!same)
+        return `entry ${i + 1}: the tarball has ${f ? `${f.name} at ${f.header}/${f.data}, ${f.size} bytes` : 'none'}, the index says ${e ? `${e.name} at ${e.header}/${e.data}, ${e.size} bytes` : 'none'}`;
+    }
+    return undefined;
   }
 }

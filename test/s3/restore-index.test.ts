@@ -1,0 +1,139 @@
+// Partial restore through a tarball's index: `restore --include` of one file from a tarball of
+// more than 64 MiB reads only the gzip members that hold it (bytes counted at a proxy); without
+// an index, or with a damaged one, the tarball is streamed whole; verify --deep checks an index.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdir } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import type { IncomingMessage } from 'node:http';
+import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { runCli, plateArgs, serverEnv } from '../helpers/cli.js';
+import { startFaultProxy } from '../helpers/fault-proxy.js';
+import {
+  PROJECT,
+  readTree,
+  sourcePrefixes,
+  type FixturePlate,
+  type GroundTruth,
+} from '../helpers/fixtures.js';
+import { archivedCase, coldDir, plateLines, tagOf, type ArchivedCase } from '../helpers/restore.js';
+import { getBytes } from '../helpers/s3.js';
+import { testServerNames } from '../helpers/servers.js';
+import { useServer, type ServerSuite } from '../helpers/suite.js';
+
+const MiB = 1024 * 1024;
+const PLATE: FixturePlate = { plateId: 'idx-plate', plateIdFull: 'idx-plate' };
+const [IMAGES, , ANALYSIS, BACKEND] = sourcePrefixes(PLATE) as [string, string, string, string];
+// Random bytes do not compress: the images tarball stays above 64 MiB.
+const TRUTH: GroundTruth = new Map([
+  [`${IMAGES}a-first.tiff`, randomBytes(40 * MiB)],
+  [`${IMAGES}b-wanted.tiff`, randomBytes(3 * MiB + 12345)],
+  [`${IMAGES}c-last.tiff`, randomBytes(27 * MiB)],
+  [`${ANALYSIS}Image.csv`, Buffer.from('ImageNumber,Count\n1,2\n')],
+  [`${BACKEND}idx-plate.sqlite`, randomBytes(5000)],
+]);
+const WANTED_KEY = `${IMAGES}b-wanted.tiff`;
+const WANTED_PATH = WANTED_KEY.slice('projects/'.length);
+const WANTED = TRUTH.get(WANTED_KEY)!;
+const TARBALL = `${coldDir}${tagOf(PLATE)}_images_illum_analysis.tar.gz`;
+const INDEX = `projects/${PROJECT}/workspace/backup/${tagOf(PLATE)}_images_illum_analysis.index`;
+
+/** The key a request names (path-style URLs, as the tool sends them to a custom endpoint). */
+const keyOf = (req: IncomingMessage) =>
+  decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)
+    .split('/')
+    .slice(2)
+    .join('/');
+
+/** restore --include of the wanted file to a new dir, through a proxy counting tarball bytes. */
+async function restoreWanted(suite: ServerSuite, c: ArchivedCase, name: string) {
+  const proxy = await startFaultProxy(suite.server.endpoint, {
+    rate: 0,
+    count: (req) => req.method === 'GET' && keyOf(req) === TARBALL,
+  });
+  const dir = join(c.dir, name);
+  await mkdir(dir);
+  try {
+    const r = await runCli(
+      [
+        'restore',
+        ...plateArgs({ csv: c.csv, live: c.live, cold: c.cold }),
+        '--to-dir',
+        dir,
+        '--include',
+        WANTED_PATH,
+        '--json',
+      ],
+      { ...serverEnv(suite.server), AWS_ENDPOINT_URL: proxy.endpoint },
+    );
+    return { r, dir, read: proxy.counted };
+  } finally {
+    await proxy.close();
+  }
+}
+
+async function assertOnlyWanted(dir: string) {
+  const tree = await readTree(dir);
+  assert.deepEqual([...tree.keys()], [WANTED_PATH]);
+  assert.ok(tree.get(WANTED_PATH)!.equals(WANTED), 'restored bytes differ from the upload');
+}
+
+const message = (stdout: string) => String(plateLines(stdout)[0]?.message ?? '');
+
+for (const name of testServerNames()) {
+  describe(`restore --include through the tarball index against ${name}`, () => {
+    const suite = useServer(name, 'imgbackup-restore-index-test-');
+    let archived: Promise<ArchivedCase> | undefined;
+    const once = () => (archived ??= archivedCase(suite, [PLATE], () => TRUTH));
+
+    test('one file of a 70 MiB tarball: reads at most its size + 2 MiB from the tarball', async () => {
+      const c = await once();
+      const index = await getBytes(suite.client, c.live, INDEX);
+      const v = await c.run('verify', ['--deep']);
+      assert.equal(v.code, 0, v.stderr + v.stdout);
+      const { r, dir, read } = await restoreWanted(suite, c, 'indexed');
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      assert.match(message(r.stdout), /images_illum_analysis\.tar\.gz read through its index/);
+      await assertOnlyWanted(dir);
+      assert.ok(read > 0, 'nothing read from the tarball');
+      assert.ok(
+        read <= WANTED.length + 2 * MiB + index.length,
+        `read ${read} bytes of the tarball for a file of ${WANTED.length}`,
+      );
+    });
+
+    test('a damaged index: verify --deep fails naming it; restore streams whole, bytes right', async () => {
+      const c = await once();
+      const text = (await getBytes(suite.client, c.live, INDEX)).toString('utf8');
+      // Every gzip member but the first starts one byte later: still a well-formed index.
+      const edited = text.replace(/^m (\d+) (\d+)$/gm, (line, at: string, tar: string) =>
+        at === '0' ? line : `m ${Number(at) + 1} ${tar}`,
+      );
+      assert.notEqual(edited, text);
+      await suite.client.send(new PutObjectCommand({ Bucket: c.live, Key: INDEX, Body: edited }));
+      const v = await c.run('verify', ['--deep']);
+      assert.equal(v.code, 3, v.stderr + v.stdout); // a verification mismatch
+      assert.match(
+        v.stdout + v.stderr,
+        new RegExp(`${INDEX.replace(/\./g, '\\.')} does not match`),
+      );
+      const { r, dir, read } = await restoreWanted(suite, c, 'damaged');
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      assert.match(message(r.stdout), /streamed whole: its members did not read back/);
+      await assertOnlyWanted(dir);
+      assert.ok(read > 64 * MiB, `read only ${read} bytes: not the whole tarball`);
+    });
+
+    test('an archive without an index (made before it) restores by streaming whole', async () => {
+      const c = await once();
+      await suite.client.send(new DeleteObjectCommand({ Bucket: c.live, Key: INDEX }));
+      const { r, dir } = await restoreWanted(suite, c, 'no-index');
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      assert.match(message(r.stdout), /streamed whole: it has no index/);
+      await assertOnlyWanted(dir);
+      const v = await c.run('verify', ['--deep']);
+      assert.equal(v.code, 0, v.stderr + v.stdout);
+    });
+  });
+}
