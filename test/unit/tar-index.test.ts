@@ -9,6 +9,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { gunzipSync } from 'node:zlib';
 import {
+  IndexChecker,
   formatIndex,
   parseIndex,
   tarballRange,
@@ -164,5 +165,50 @@ describe('the index the tarball writer records', () => {
       ix.entries,
     );
     assert.equal(s.offset, bytes.length);
+  });
+});
+
+describe('IndexChecker (verify --deep)', () => {
+  const check = (ix: TarIndex, bytes: Buffer) => {
+    const c = new IndexChecker(ix);
+    for (let at = 0; at < bytes.length; at += 65536) c.update(bytes.subarray(at, at + 65536));
+    return c.finish(bytes.length);
+  };
+
+  test('passes the index the writer recorded, gzip and plain', async () => {
+    for (const level of [1, undefined]) {
+      const { ix, bytes } = await written(level);
+      assert.equal(check(ix, bytes), undefined);
+    }
+  });
+
+  test('names the first member or entry that is not where the index says', async () => {
+    const { ix, bytes } = await written(1);
+    const m2 = ix.members[1]!.compressed;
+    const shifted = {
+      ...ix,
+      members: ix.members.map((m, i) => (i === 1 ? { ...m, compressed: m2 + 1 } : m)),
+    };
+    assert.match(check(shifted, bytes)!, /^member 1 at offset 0 is not one whole gzip member/);
+    const moved = {
+      ...ix,
+      entries: ix.entries.map((e, i) => (i === 2 ? { ...e, header: e.header + 512 } : e)),
+    };
+    assert.equal(
+      check(moved, bytes),
+      `entry 3: the tarball has ${ix.entries[2]!.name} at ${ix.entries[2]!.header}/${ix.entries[2]!.data}, 6 bytes, the index says ${ix.entries[2]!.name} at ${ix.entries[2]!.header + 512}/${ix.entries[2]!.data}, 6 bytes`,
+    );
+    const longer = {
+      ...ix,
+      members: ix.members.map((m, i) => (i === 1 ? { ...m, tar: m.tar + 512 } : m)),
+    };
+    assert.equal(
+      check(longer, bytes),
+      `member 1 at offset 0 holds ${MiB} tar bytes, the index says ${MiB + 512}`,
+    );
+    assert.equal(
+      check(ix, bytes.subarray(0, bytes.length - 1)),
+      `member 3 at offset ${ix.members[2]!.compressed} is not one whole gzip member (unexpected end of file)`,
+    );
   });
 });
