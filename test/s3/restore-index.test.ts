@@ -18,7 +18,7 @@ import {
   type GroundTruth,
 } from '../helpers/fixtures.js';
 import { archivedCase, coldDir, plateLines, tagOf, type ArchivedCase } from '../helpers/restore.js';
-import { getBytes } from '../helpers/s3.js';
+import { getBytes, keysUnder } from '../helpers/s3.js';
 import { testServerNames } from '../helpers/servers.js';
 import { useServer, type ServerSuite } from '../helpers/suite.js';
 
@@ -101,6 +101,22 @@ for (const name of testServerNames()) {
         read <= WANTED.length + 2 * MiB + index.length,
         `read ${read} bytes of the tarball for a file of ${WANTED.length}`,
       );
+    });
+
+    test('--to-s3 through the index: the one object, byte for byte, under --to-prefix', async () => {
+      const c = await once();
+      const r = await c.run('restore', [
+        '--to-s3',
+        '--to-prefix',
+        'copy/',
+        '--include',
+        WANTED_PATH,
+        '--json',
+      ]);
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      assert.match(message(r.stdout), /images_illum_analysis\.tar\.gz read through its index/);
+      assert.deepEqual(await keysUnder(suite.client, c.live, 'copy/'), [`copy/${WANTED_KEY}`]);
+      assert.ok((await getBytes(suite.client, c.live, `copy/${WANTED_KEY}`)).equals(WANTED));
     });
 
     test('a damaged index: verify --deep fails naming it; restore streams whole, bytes right', async () => {

@@ -172,11 +172,14 @@ async function readSpan(
   s: Span,
   out: TarballOutcome & { bytesRead: number },
 ): Promise<void> {
-  const raw = Readable.from(rangedChunks(job.store, job.coldBucket, job.head, s));
-  raw.on('data', (c: Buffer) => {
-    out.bytesRead += c.length;
-    job.progress?.(c.length);
-  });
+  async function* counted() {
+    for await (const c of rangedChunks(job.store, job.coldBucket, job.head, s)) {
+      out.bytesRead += c.length;
+      job.progress?.(c.length);
+      yield c;
+    }
+  }
+  const raw = Readable.from(counted());
   const tar = ix.gzip ? raw.pipe(createGunzip()) : raw;
   if (tar !== raw) raw.on('error', (err) => tar.destroy(err));
   const cursor = new Cursor(tar[Symbol.asyncIterator]() as AsyncIterator<Buffer>, s.tarFrom);
