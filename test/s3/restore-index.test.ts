@@ -3,7 +3,7 @@
 // an index, or with a damaged one, the tarball is streamed whole; verify --deep checks an index.
 import assert from 'node:assert/strict';
 import { randomBytes } from 'node:crypto';
-import { mkdir } from 'node:fs/promises';
+import { mkdir, mkdtemp } from 'node:fs/promises';
 import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import type { IncomingMessage } from 'node:http';
@@ -14,6 +14,8 @@ import {
   PROJECT,
   readTree,
   sourcePrefixes,
+  uploadAll,
+  writePlatesCsv,
   type FixturePlate,
   type GroundTruth,
 } from '../helpers/fixtures.js';
@@ -47,10 +49,17 @@ const keyOf = (req: IncomingMessage) =>
     .join('/');
 
 /** restore --include of the wanted file to a new dir, through a proxy counting tarball bytes. */
-async function restoreWanted(suite: ServerSuite, c: ArchivedCase, name: string) {
+async function restoreWanted(
+  suite: ServerSuite,
+  c: ArchivedCase,
+  name: string,
+  csv = c.csv,
+  tarball = TARBALL,
+  include = WANTED_PATH,
+) {
   const proxy = await startFaultProxy(suite.server.endpoint, {
     rate: 0,
-    count: (req) => req.method === 'GET' && keyOf(req) === TARBALL,
+    count: (req) => req.method === 'GET' && keyOf(req) === tarball,
   });
   const dir = join(c.dir, name);
   await mkdir(dir);
@@ -58,11 +67,11 @@ async function restoreWanted(suite: ServerSuite, c: ArchivedCase, name: string) 
     const r = await runCli(
       [
         'restore',
-        ...plateArgs({ csv: c.csv, live: c.live, cold: c.cold }),
+        ...plateArgs({ csv, live: c.live, cold: c.cold }),
         '--to-dir',
         dir,
         '--include',
-        WANTED_PATH,
+        include,
         '--json',
       ],
       { ...serverEnv(suite.server), AWS_ENDPOINT_URL: proxy.endpoint },
@@ -150,6 +159,32 @@ for (const name of testServerNames()) {
       await assertOnlyWanted(dir);
       const v = await c.run('verify', ['--deep']);
       assert.equal(v.code, 0, v.stderr + v.stdout);
+    });
+
+    test('--no-compress: the index gives tarball offsets; one file costs its header and its bytes', async () => {
+      const c = await once();
+      const P: FixturePlate = { plateId: 'idx-plain', plateIdFull: 'idx-plain' };
+      const [images, , , backend] = sourcePrefixes(P) as [string, string, string, string];
+      const wanted = randomBytes(2 * MiB + 7);
+      const truth: GroundTruth = new Map([
+        [`${images}x.tiff`, randomBytes(6 * MiB)],
+        [`${images}y.tiff`, wanted],
+        [`${images}z.tiff`, randomBytes(5 * MiB)],
+        [`${backend}idx-plain.sqlite`, randomBytes(100)],
+      ]);
+      await uploadAll(suite.client, c.live, truth);
+      const a = await c.run('archive', ['--no-compress'], [P]);
+      assert.equal(a.code, 0, a.stderr + a.stdout);
+      const csv = await writePlatesCsv([P], await mkdtemp(join(c.dir, 'plain-')));
+      const include = `${images}y.tiff`.slice('projects/'.length);
+      const tarball = `${coldDir}${tagOf(P)}_images_illum_analysis.tar`;
+      const { r, dir, read } = await restoreWanted(suite, c, 'plain', csv, tarball, include);
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      assert.match(message(r.stdout), /images_illum_analysis\.tar read through its index/);
+      const tree = await readTree(dir);
+      assert.deepEqual([...tree.keys()], [include]);
+      assert.ok(tree.get(include)!.equals(wanted));
+      assert.equal(read, 512 + wanted.length); // its ustar header, then its bytes
     });
   });
 }
