@@ -21,7 +21,7 @@ export class GzipBlocks extends Transform {
   private fill = 0;
   /** Blocks whose compression finished: reused, so each block costs no new allocation. */
   private readonly free: Buffer[] = [];
-  private readonly queue: { input: Buffer; out: Promise<Buffer> }[] = [];
+  private readonly queue: { input: Buffer; length: number; out: Promise<Buffer> }[] = [];
   private blocks = 0;
 
   constructor(
@@ -29,6 +29,8 @@ export class GzipBlocks extends Transform {
     private readonly engine: GzipEngine = gzipEngine(undefined, level),
     private readonly blockSize = GZIP_BLOCK_SIZE,
     private readonly inFlight = COMPRESS_SLOTS,
+    /** Called for each member as it is emitted: its compressed and uncompressed length. */
+    private readonly onMember?: (compressed: number, uncompressed: number) => void,
   ) {
     super();
   }
@@ -56,7 +58,7 @@ export class GzipBlocks extends Transform {
     const block = input.subarray(0, this.fill);
     const out = compressLimit(() => this.engine.gzip(block, this.level));
     out.catch(() => {}); // awaited in order by drain
-    this.queue.push({ input, out });
+    this.queue.push({ input, length: block.length, out });
     this.block = undefined;
     this.fill = 0;
     this.blocks += 1;
@@ -65,8 +67,10 @@ export class GzipBlocks extends Transform {
   /** Emits finished blocks in order until at most `keep` are still compressing. */
   private async drain(keep: number): Promise<void> {
     while (this.queue.length > keep) {
-      const { input, out } = this.queue.shift()!;
-      this.push(await out);
+      const { input, length, out } = this.queue.shift()!;
+      const member = await out;
+      this.onMember?.(member.length, length);
+      this.push(member);
       if (input.length === this.blockSize) this.free.push(input);
     }
   }

@@ -5,7 +5,9 @@ import { pipeline } from 'node:stream/promises';
 import * as tar from 'tar-stream';
 import { PlateError } from '../errors.js';
 import { EtagHasher, type EtagResult } from '../integrity/etag.js';
-import { GzipBlocks } from './gzip-blocks.js';
+import { GZIP_BLOCK_SIZE, GzipBlocks } from './gzip-blocks.js';
+import { TarScanner, type IndexMember, type TarIndex } from './tar-index.js';
+import { COMPRESS_SLOTS } from './compress-limit.js';
 import type { GzipEngine } from './gzip-engine.js';
 
 /** tar rounds every entry up to this. */
@@ -66,6 +68,15 @@ class HashTap extends Transform {
   }
   override _transform(chunk: Buffer, _e: BufferEncoding, done: TransformCallback): void {
     this.hasher.update(chunk);
+    done(null, chunk);
+  }
+}
+
+/** Finds entry offsets in the tar stream on its way to gzip (or to the plain .tar). */
+class ScanTap extends Transform {
+  readonly scanner = new TarScanner();
+  override _transform(chunk: Buffer, _e: BufferEncoding, done: TransformCallback): void {
+    this.scanner.push(chunk);
     done(null, chunk);
   }
 }
@@ -133,6 +144,8 @@ export class TarballWriter {
   private file: FileSink | undefined;
   private rejectEntry: ((err: unknown) => void) | undefined;
   private readonly out: NodeJS.WritableStream & { closed?: boolean };
+  private readonly scan = new ScanTap();
+  private readonly members: IndexMember[] = [];
   readonly entries: WrittenEntry[] = [];
 
   constructor(readonly opts: TarballOptions) {
@@ -145,8 +158,18 @@ export class TarballWriter {
       this.out = this.file;
     }
     const out = this.out;
-    const stages: NodeJS.ReadWriteStream[] = [];
-    if (opts.level !== undefined) stages.push(new GzipBlocks(opts.level, opts.engine));
+    const stages: NodeJS.ReadWriteStream[] = [this.scan];
+    if (opts.level !== undefined) {
+      const at = { compressed: 0, tar: 0 };
+      const onMember = (compressed: number, tarBytes: number) => {
+        this.members.push({ ...at });
+        at.compressed += compressed;
+        at.tar += tarBytes;
+      };
+      stages.push(
+        new GzipBlocks(opts.level, opts.engine, GZIP_BLOCK_SIZE, COMPRESS_SLOTS, onMember),
+      );
+    }
     // Every failure of the pipeline passes here once, so a user sees what it means for them.
     this.done = pipeline(
       this.pack,
@@ -256,6 +279,18 @@ export class TarballWriter {
     this.pack.finalize();
     await this.done;
     return this.hasher.digest();
+  }
+
+  /** The index of the tarball `finish` returned (README, "Tarball index"). */
+  index(hash: EtagResult): TarIndex {
+    const entries = this.scan.scanner.entries.map(({ flag: _flag, ...e }) => e);
+    return {
+      tarball: { size: hash.size, etag: hash.etag, md5: hash.md5 },
+      tarBytes: this.scan.scanner.offset,
+      gzip: this.opts.level !== undefined,
+      members: this.members,
+      entries,
+    };
   }
 
   /** Stops writing and removes the partial file. */

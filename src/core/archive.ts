@@ -3,6 +3,7 @@ import pLimit from 'p-limit';
 import { join } from 'node:path';
 import { errorMessage, PlateError, UsageError } from '../errors.js';
 import { TarballWriter, tarballSizeBound } from '../archive/tarball.js';
+import { formatIndex, type TarIndex } from '../archive/tar-index.js';
 import { partSizeFor, type EtagResult } from '../integrity/etag.js';
 import {
   deleteScript,
@@ -14,6 +15,7 @@ import {
 } from '../integrity/listings.js';
 import {
   listingPath,
+  optionalOutputKeys,
   outputKeys,
   tarPath,
   type LayoutOptions,
@@ -147,6 +149,7 @@ interface BuiltTarball {
   path: string;
   hash: EtagResult;
   tarListing: string;
+  index: TarIndex;
   /** The upload of the local file, started while it was written; none with --stream. */
   upload: FileUpload | undefined;
 }
@@ -163,13 +166,10 @@ export async function archivePlate(
   const base = { plateId: plate.plateId, tag: L.tag };
 
   const outputs = outputKeys(L);
-  // The ETag listing is ours alone (old archives lack it): it never decides "complete", but a
-  // stray one does make an archive partial. The in-progress marker says whose partial it is.
-  const probed = [
-    ...outputs,
-    { bucket: L.bucket, key: L.etagListingKey },
-    { bucket: L.bucket, key: L.inProgressKey },
-  ];
+  // The ETag listing and indexes are ours alone (old archives lack them): they never decide
+  // "complete", but a stray one does make an archive partial. The in-progress marker says whose
+  // partial it is.
+  const probed = [...outputs, ...optionalOutputKeys(L), { bucket: L.bucket, key: L.inProgressKey }];
   const present = await Promise.all(
     probed.map(async (o) => (await store.head(o.bucket, o.key)) !== undefined),
   );
@@ -453,7 +453,7 @@ async function buildTarball(
       .filter((w) => w.type === 'file')
       .map((w) => `${w.name.slice(L.tag.length + 1)}\t${w.size}\n`)
       .join('');
-    return { layout: t, claim, path, hash, tarListing, upload };
+    return { layout: t, claim, path, hash, tarListing, index: writer.index(hash), upload };
   } catch (err) {
     await upload?.abort();
     await writer.discard();
@@ -629,6 +629,11 @@ async function uploadAndCheck(
     md5File(tb.hash.md5, tb.layout.fileName),
   );
   await written.put(store, L.coldBucket, tb.layout.etagKey, etagFile(head.etag));
+  // The ETag S3 answers, so a restore can tell the index is this tarball's from a HEAD.
+  const index = formatIndex({ ...tb.index, tarball: { ...tb.index.tarball, etag: head.etag } });
+  await written.put(store, L.bucket, tb.layout.indexKey, index, {
+    contentType: 'text/plain; charset=utf-8',
+  });
 }
 
 /** Names every object of the plate that needs a restore, not just the first one a GET hit. */

@@ -1,6 +1,6 @@
 import { statfs } from 'node:fs/promises';
 import { tarballSizeBound } from '../archive/tarball.js';
-import { outputKeys, type LayoutOptions } from '../layout/layout.js';
+import { optionalOutputKeys, outputKeys, type LayoutOptions } from '../layout/layout.js';
 import { plateLogger, type Logger } from '../log/log.js';
 import type { PlateRow } from '../plates/plates-csv.js';
 import type { S3Store } from '../s3/store.js';
@@ -34,7 +34,7 @@ export async function planPlate(
   const files = sourceFiles(listed);
   const bytesIn = files.reduce((n, o) => n + o.size, 0);
 
-  const outputs = [...outputKeys(L), { bucket: L.bucket, key: L.etagListingKey }];
+  const outputs = [...outputKeys(L), ...optionalOutputKeys(L)];
   const present = await Promise.all(
     outputs.map(async (o) => (await store.head(o.bucket, o.key)) !== undefined),
   );

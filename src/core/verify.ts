@@ -5,6 +5,7 @@ import { createGunzip } from 'node:zlib';
 import * as tar from 'tar-stream';
 import { errorMessage, ForeignOutputsError, PlateError, VerificationError } from '../errors.js';
 import { isPlainMd5 } from '../integrity/etag.js';
+import { IndexChecker, parseIndex, type TarIndex } from '../archive/tar-index.js';
 import {
   normalizedListing,
   parseListing,
@@ -16,6 +17,7 @@ import {
   outputKeys,
   type LayoutOptions,
   type PlateLayout,
+  type TarballLayout,
 } from '../layout/layout.js';
 import { plateLogger, type Logger } from '../log/log.js';
 import type { PlateRow } from '../plates/plates-csv.js';
@@ -296,11 +298,13 @@ async function checkDeep(
   const current = new Map(cmp.archived.map((o) => [o.key, o]));
   const members: ListingEntry[] = [];
   const folders: string[] = [];
+  let indexed = false;
   for (const t of L.tarballs) {
     const md5 = ((await store.getText(L.coldBucket, t.md5Key)) ?? '').split(' ')[0];
-    const r = await readTarball(store, L, t.key, current);
+    const r = await readTarball(store, L, t, current);
     members.push(...r.members);
     folders.push(...r.folders);
+    indexed ||= r.indexed;
     if (md5 !== r.md5) {
       f.problems.push(
         `${t.fileName}: md5 of the bytes on S3 is ${r.md5}, ${baseName(t.md5Key)} says ${md5}`,
@@ -321,6 +325,7 @@ async function checkDeep(
   if (absent.length > 0)
     f.problems.push(`files listed as archived but not in the tarballs: ${nameSome(absent)}`);
   f.checks.push('deep-tar-listing', 'deep-md5', 'deep-member-md5', 'deep-members-by-key');
+  if (indexed) f.checks.push('deep-index');
   return [...members.map((m) => `projects/${m.path}`), ...folders.map((p) => `projects/${p}`)];
 }
 
@@ -379,18 +384,46 @@ async function recordFailure(
  * members (paths without the tag), and a per-file md5 check against every source object whose
  * ETag is a plain md5.
  */
+/** The tarball's index and what checks it, if it has one; an unreadable one is a problem. */
+async function indexCheck(
+  store: S3Store,
+  L: PlateLayout,
+  t: TarballLayout,
+  problems: string[],
+): Promise<{ ix: TarIndex; check: IndexChecker } | undefined> {
+  const text = await store.getText(L.bucket, t.indexKey);
+  if (text === undefined) return undefined;
+  try {
+    const ix = parseIndex(text);
+    return { ix, check: new IndexChecker(ix) };
+  } catch (err) {
+    problems.push(
+      `s3://${L.bucket}/${t.indexKey}: unreadable index (${(err as Error).message}); remove it (restore then reads ${t.fileName} whole)`,
+    );
+    return undefined;
+  }
+}
+
 async function readTarball(
   store: S3Store,
   L: PlateLayout,
-  key: string,
+  t: TarballLayout,
   current: Map<string, ObjectInfo>,
-): Promise<{ md5: string; members: ListingEntry[]; folders: string[]; problems: string[] }> {
+): Promise<{
+  md5: string;
+  members: ListingEntry[];
+  folders: string[];
+  problems: string[];
+  indexed: boolean;
+}> {
+  const key = t.key;
   const whole = createHash('md5');
   const members: ListingEntry[] = [];
   const folders: string[] = [];
   const problems: string[] = [];
   const head = await store.head(L.coldBucket, key);
   if (!head) throw new VerificationError(`${key} is missing`);
+  const index = await indexCheck(store, L, t, problems);
   // Read like a source object: resumed if cut, and refused if it changes while being read.
   const body = Readable.from(objectChunks(store, L.coldBucket, head));
   const extract = tar.extract();
@@ -419,6 +452,7 @@ async function readTarball(
   const tap = new Transform({
     transform(chunk: Buffer, _e, done) {
       whole.update(chunk);
+      index?.check.update(chunk);
       done(null, chunk);
     },
   });
@@ -432,7 +466,19 @@ async function readTarball(
     if (err instanceof PlateError || store.signal.aborted) throw err;
     throw new VerificationError(`${key}: not a readable tarball (${(err as Error).message})`);
   }
-  return { md5: whole.digest('hex'), members, folders, problems };
+  const md5 = whole.digest('hex');
+  if (index) {
+    const wrong =
+      index.check.finish(head.size) ??
+      (index.ix.tarball.md5 === md5
+        ? undefined
+        : `it is of a tarball with md5 ${index.ix.tarball.md5}`);
+    if (wrong)
+      problems.push(
+        `s3://${L.bucket}/${t.indexKey} does not match ${t.fileName}: ${wrong}; remove it (restore then reads ${t.fileName} whole)`,
+      );
+  }
+  return { md5, members, folders, problems, indexed: index !== undefined };
 }
 
 export interface VerifyRunOptions extends VerifyOptions, RunOptions {}

@@ -34,6 +34,11 @@ export interface TarballLayout {
   key: string;
   md5Key: string;
   etagKey: string;
+  /**
+   * Live bucket, beside the listings (not lifecycled to a cold tier, so partial restores can read
+   * it at once). Not in the old script's outputs nor in archives made before it: optional.
+   */
+  indexKey: string;
   sources: Source[];
 }
 
@@ -92,6 +97,7 @@ export function plateLayout(opts: LayoutOptions, plate: PlateRef): PlateLayout {
       key: `${base}${ext}`,
       md5Key: `${base}.md5`,
       etagKey: `${base}.etag`,
+      indexKey: `${backupDir}${tag}_${name}.index`,
       sources,
     };
   };
@@ -126,6 +132,17 @@ export function outputKeys(layout: PlateLayout): { bucket: string; key: string }
     live(layout.s3ListingKey),
     live(layout.tarListingKey),
     live(layout.deleteScriptKey),
+  ];
+}
+
+/**
+ * Outputs only imgbackup writes (old archives lack them): never what makes an archive complete,
+ * but one left without the rest makes it partial. Written before the delete script.
+ */
+export function optionalOutputKeys(layout: PlateLayout): { bucket: string; key: string }[] {
+  return [
+    { bucket: layout.bucket, key: layout.etagListingKey },
+    ...layout.tarballs.map((t) => ({ bucket: layout.bucket, key: t.indexKey })),
   ];
 }
 

@@ -17,6 +17,8 @@ export interface FaultProxy {
   /** Faults injected so far, by kind. */
   injected: Record<Fault, number>;
   requests: number;
+  /** Bytes of the answers' bodies to requests `count` matched (what a client read through). */
+  counted: number;
   close(): Promise<void>;
 }
 
@@ -39,6 +41,8 @@ export interface FaultProxyOptions {
     match: (req: IncomingMessage) => boolean;
     hook: (req: IncomingMessage, body: Buffer) => void | Promise<void>;
   };
+  /** Counts the body bytes of the server's answers to matching requests (see `counted`). */
+  count?: (req: IncomingMessage) => boolean;
   /** Rewrites the server's answer to matching requests (e.g. a listing page's XML). */
   rewrite?: (req: IncomingMessage) => ((body: string) => string) | undefined;
 }
@@ -70,7 +74,7 @@ export async function startFaultProxy(
   const random = rng(opts.seed ?? 42);
   const kinds = opts.faults ?? ['slowdown', 'internal', 'reset', 'cut'];
   const injected: Record<Fault, number> = { slowdown: 0, internal: 0, reset: 0, cut: 0 };
-  const state = { requests: 0 };
+  const state = { requests: 0, counted: 0 };
   const server: Server = createServer((req, res) => {
     if (opts.inspectBody?.match(req)) {
       const inspect = opts.inspectBody;
@@ -161,6 +165,7 @@ export async function startFaultProxy(
           });
           return;
         }
+        if (opts.count?.(req)) upRes.on('data', (c: Buffer) => (state.counted += c.length));
         upRes.pipe(res);
       },
     );
@@ -180,6 +185,9 @@ export async function startFaultProxy(
     injected,
     get requests() {
       return state.requests;
+    },
+    get counted() {
+      return state.counted;
     },
     close: () =>
       new Promise<void>((resolve) => {

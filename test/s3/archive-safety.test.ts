@@ -256,11 +256,11 @@ for (const name of testServerNames()) {
             : undefined,
       });
       assert.equal(r.code, 1, r.stdout + r.stderr);
-      // Every output it wrote or tried to: two tarballs, four sums, four listings, the delete
-      // script (its PUT was refused, so it may be there); the marker is kept.
+      // Every output it wrote or tried to: two tarballs, four sums, two indexes, four listings,
+      // the delete script (its PUT was refused, so it may be there); the marker is kept.
       assert.match(
         r.stdout,
-        /Access Denied; and then could not remove 11 of its outputs \(AccessDenied\): "s3:\/\//,
+        /Access Denied; and then could not remove 13 of its outputs \(AccessDenied\): "s3:\/\//,
       );
       assert.ok(
         r.stdout.includes(`"s3://${cold}/${coldKey(P, 'images_illum_analysis')}"`),

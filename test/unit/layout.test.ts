@@ -90,6 +90,8 @@ describe('plateLayout', () => {
             'imaging_analysis/2013_Gustafsdottir_PLOSONE/plates/2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655_images_illum_analysis.md5',
           etagKey:
             'imaging_analysis/2013_Gustafsdottir_PLOSONE/plates/2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655_images_illum_analysis.etag',
+          indexKey:
+            'projects/2013_Gustafsdottir_PLOSONE/workspace/backup/2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655_images_illum_analysis.index',
           sources: [IMAGES, ILLUM, ANALYSIS],
         },
         {
@@ -100,6 +102,8 @@ describe('plateLayout', () => {
             'imaging_analysis/2013_Gustafsdottir_PLOSONE/plates/2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655_backend.md5',
           etagKey:
             'imaging_analysis/2013_Gustafsdottir_PLOSONE/plates/2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655_backend.etag',
+          indexKey:
+            'projects/2013_Gustafsdottir_PLOSONE/workspace/backup/2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655_backend.index',
           sources: [BACKEND],
         },
       ],

@@ -206,7 +206,7 @@ async function member(
  * A failed write (a full disk, a refused upload) is the destination's fault, not the tarball's:
  * say so, naming the destination, rather than calling the tarball unreadable.
  */
-async function writing<T>(where: string, fn: () => Promise<T>): Promise<T> {
+export async function writing<T>(where: string, fn: () => Promise<T>): Promise<T> {
   try {
     return await fn();
   } catch (err) {

@@ -17,9 +17,10 @@ interface Range {
   size: number;
 }
 
-export function ranges(size: number, rangeBytes = RANGE_BYTES): Range[] {
+/** Ranges of at most `rangeBytes` covering bytes [from, size). */
+export function ranges(size: number, rangeBytes = RANGE_BYTES, from = 0): Range[] {
   const out: Range[] = [];
-  for (let start = 0; start < size; start += rangeBytes) {
+  for (let start = from; start < size; start += rangeBytes) {
     const end = Math.min(size, start + rangeBytes) - 1;
     out.push({ start, end, size: end - start + 1 });
   }
@@ -74,8 +75,10 @@ export async function* rangedChunks(
   store: S3Store,
   bucket: string,
   obj: ObjectInfo,
+  /** Only bytes [from, to) of the object (a few gzip members, through its index). */
+  span: { from: number; to: number } = { from: 0, to: obj.size },
 ): AsyncGenerator<Buffer> {
-  const all = ranges(obj.size);
+  const all = ranges(span.to, RANGE_BYTES, span.from);
   const opts = {
     maxCount: RANGES_IN_FLIGHT,
     maxBytes: RANGES_IN_FLIGHT * RANGE_BYTES,

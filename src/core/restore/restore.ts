@@ -17,7 +17,9 @@ import { poolOptions, runPlates, type PlateResult, type RunOptions } from '../po
 import { checkBuckets } from '../preflight.js';
 import { nameSome } from '../sources.js';
 import { coldObjects, type What } from './cold-objects.js';
-import { restoreTarball, type TarballOutcome } from './extract.js';
+import { parseIndex, type TarIndex } from '../../archive/tar-index.js';
+import { restoreTarball, type TarballJob, type TarballOutcome } from './extract.js';
+import { IndexFallback, restoreIndexed } from './indexed.js';
 import { pathFilter, type PathFilter } from './glob.js';
 import type { Expected, MemberProof } from './member-check.js';
 import { describeState, isReadable } from './state.js';
@@ -44,7 +46,13 @@ export interface RestoreOptions extends RunOptions {
 /** What a plate's restore needs, all read before anything is written. */
 interface Prepared {
   L: PlateLayout;
-  tarballs: { t: PlateLayout['tarballs'][number]; head: ArchiveHead; md5: string }[];
+  tarballs: {
+    t: PlateLayout['tarballs'][number];
+    head: ArchiveHead;
+    md5: string;
+    /** With --include: the tarball's index, or why there is none to use. */
+    index: TarIndex | string;
+  }[];
   /** The tar listing's entries of the selected tarballs. */
   listing: ListingEntry[];
   expected: Map<string, Expected>;
@@ -59,7 +67,7 @@ export interface RestoredRecord {
   what: What;
   includes: string[];
   excludes: string[];
-  tarballs: { key: string; md5: string }[];
+  tarballs: { key: string; md5: string; read: string }[];
   counts: { written: number; skipped: number; folders: number; bytesWritten: number };
   /** How many members each proof covered; the member list was compared with the listing. */
   checks: Record<MemberProof, number> & { tarballMd5: number; memberListEqualsListing: boolean };
@@ -99,7 +107,7 @@ async function prepare(store: S3Store, opts: RestoreOptions, plate: PlateRow): P
       throw new PlateError(
         `s3://${L.coldBucket}/${t.md5Key} holds no md5; cannot check the tarball`,
       );
-    tarballs.push({ t, head, md5 });
+    tarballs.push({ t, head, md5, index: await readIndex(store, opts, L, t) });
   }
   const listingText = await store.getText(L.bucket, L.tarListingKey);
   if (listingText === undefined) {
@@ -118,6 +126,57 @@ async function prepare(store: S3Store, opts: RestoreOptions, plate: PlateRow): P
     ]),
   );
   return { L, tarballs, listing, expected };
+}
+
+/** The tarball's index when --include may use it; else why the tarball is streamed whole. */
+async function readIndex(
+  store: S3Store,
+  opts: RestoreOptions,
+  L: PlateLayout,
+  t: PlateLayout['tarballs'][number],
+): Promise<TarIndex | string> {
+  if (opts.includes.length === 0) return 'no --include';
+  const text = await store.getText(L.bucket, t.indexKey);
+  if (text === undefined) return 'it has no index (archived without one)';
+  try {
+    return parseIndex(text);
+  } catch (err) {
+    return `its index s3://${L.bucket}/${t.indexKey} is unreadable (${(err as Error).message})`;
+  }
+}
+
+interface ReadTarball extends TarballOutcome {
+  /** How the tarball was read: through its index (bytes fetched), or whole and why. */
+  how: string;
+  /** Read whole, so its md5 was checked. */
+  whole: boolean;
+}
+
+/**
+ * Through the index when there is one to use; else, or when it does not hold for a wanted
+ * file, the tarball is streamed whole (files already restored through it are skipped then).
+ */
+async function readTarball(
+  job: TarballJob,
+  index: TarIndex | string,
+  listing: ListingEntry[],
+): Promise<ReadTarball> {
+  let why = index;
+  if (typeof index !== 'string') {
+    try {
+      const r = await restoreIndexed(job, index, listing);
+      return {
+        ...r,
+        how: `read through its index: ${r.bytesRead} of ${job.head.size} bytes`,
+        whole: false,
+      };
+    } catch (err) {
+      if (!(err instanceof IndexFallback)) throw err;
+      why = err.message;
+    }
+  }
+  const r = await restoreTarball(job);
+  return { ...r, how: `streamed whole: ${why}`, whole: true };
 }
 
 /** The members equal the stored listing: exactly (imgbackup), or as cut paths (old script). */
@@ -183,23 +242,28 @@ async function restorePlate(
     id,
     prep.tarballs.reduce((n, tb) => n + tb.head.size, 0),
   );
-  const outcomes: TarballOutcome[] = [];
+  const outcomes: ReadTarball[] = [];
   for (const tb of prep.tarballs) {
+    const listing = prep.listing.filter((e) => inBackend(L, e) === (tb.t.name === 'backend'));
     outcomes.push(
-      await restoreTarball({
-        store,
-        coldBucket: L.coldBucket,
-        tag: L.tag,
-        compressed: L.compressed,
-        tarball: tb.t,
-        head: tb.head,
-        md5: tb.md5,
-        expected: prep.expected,
-        filter,
-        target: t,
-        overwrite: opts.overwrite,
-        ...(opts.progress ? { progress: (n: number) => opts.progress!(id, n) } : {}),
-      }),
+      await readTarball(
+        {
+          store,
+          coldBucket: L.coldBucket,
+          tag: L.tag,
+          compressed: L.compressed,
+          tarball: tb.t,
+          head: tb.head,
+          md5: tb.md5,
+          expected: prep.expected,
+          filter,
+          target: t,
+          overwrite: opts.overwrite,
+          ...(opts.progress ? { progress: (n: number) => opts.progress!(id, n) } : {}),
+        },
+        tb.index,
+        listing,
+      ),
     );
   }
   checkMembers(
@@ -225,6 +289,11 @@ async function restorePlate(
     folders: sum((o) => o.folders),
     bytesWritten: sum((o) => o.bytesWritten),
   };
+  // With --include, say how each tarball was read: a fallback to the whole tarball costs time.
+  const reads =
+    opts.includes.length === 0
+      ? ''
+      : `; ${outcomes.map((o, i) => `${prep.tarballs[i]!.t.fileName} ${o.how}`).join('; ')}`;
   const record: RestoredRecord = {
     plateId: L.plate.plateId,
     tag: L.tag,
@@ -234,13 +303,17 @@ async function restorePlate(
     what: opts.what,
     includes: opts.includes,
     excludes: opts.excludes,
-    tarballs: prep.tarballs.map((tb) => ({ key: tb.t.key, md5: tb.md5 })),
+    tarballs: prep.tarballs.map((tb, i) => ({
+      key: tb.t.key,
+      md5: tb.md5,
+      read: outcomes[i]!.how,
+    })),
     counts,
     checks: {
       md5: sum((o) => o.proofs.md5),
       'multipart-etag': sum((o) => o.proofs['multipart-etag']),
       'tarball-md5': sum((o) => o.proofs['tarball-md5']),
-      tarballMd5: prep.tarballs.length,
+      tarballMd5: outcomes.filter((o) => o.whole).length,
       memberListEqualsListing: true,
     },
   };
@@ -248,7 +321,7 @@ async function restorePlate(
   return {
     ...base,
     status: 'restored',
-    message: `${counts.written} written, ${counts.skipped} already there (same bytes) to ${dest}; record ${recordWhere(opts, L)}`,
+    message: `${counts.written} written, ${counts.skipped} already there (same bytes) to ${dest}; record ${recordWhere(opts, L)}${reads}`,
     bytesIn: prep.tarballs.reduce((n, tb) => n + tb.head.size, 0),
     bytesOut: counts.bytesWritten,
     details: { ...counts, checks: record.checks },

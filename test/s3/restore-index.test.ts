@@ -1,0 +1,191 @@
+// Partial restore through a tarball's index: `restore --include` of one file from a tarball of
+// more than 64 MiB reads only the gzip members that hold it (bytes counted at a proxy); without
+// an index, or with a damaged one, the tarball is streamed whole; verify --deep checks an index.
+import assert from 'node:assert/strict';
+import { randomBytes } from 'node:crypto';
+import { mkdir, mkdtemp } from 'node:fs/promises';
+import { join } from 'node:path';
+import { describe, test } from 'node:test';
+import type { IncomingMessage } from 'node:http';
+import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { runCli, plateArgs, serverEnv } from '../helpers/cli.js';
+import { startFaultProxy } from '../helpers/fault-proxy.js';
+import {
+  PROJECT,
+  readTree,
+  sourcePrefixes,
+  uploadAll,
+  writePlatesCsv,
+  type FixturePlate,
+  type GroundTruth,
+} from '../helpers/fixtures.js';
+import { archivedCase, coldDir, plateLines, tagOf, type ArchivedCase } from '../helpers/restore.js';
+import { getBytes, keysUnder } from '../helpers/s3.js';
+import { testServerNames } from '../helpers/servers.js';
+import { useServer, type ServerSuite } from '../helpers/suite.js';
+
+const MiB = 1024 * 1024;
+const PLATE: FixturePlate = { plateId: 'idx-plate', plateIdFull: 'idx-plate' };
+const [IMAGES, , ANALYSIS, BACKEND] = sourcePrefixes(PLATE) as [string, string, string, string];
+// Random bytes do not compress: the images tarball stays above 64 MiB.
+const TRUTH: GroundTruth = new Map([
+  [`${IMAGES}a-first.tiff`, randomBytes(40 * MiB)],
+  [`${IMAGES}b-wanted.tiff`, randomBytes(3 * MiB + 12345)],
+  [`${IMAGES}c-last.tiff`, randomBytes(27 * MiB)],
+  [`${ANALYSIS}Image.csv`, Buffer.from('ImageNumber,Count\n1,2\n')],
+  [`${BACKEND}idx-plate.sqlite`, randomBytes(5000)],
+]);
+const WANTED_KEY = `${IMAGES}b-wanted.tiff`;
+const WANTED_PATH = WANTED_KEY.slice('projects/'.length);
+const WANTED = TRUTH.get(WANTED_KEY)!;
+const TARBALL = `${coldDir}${tagOf(PLATE)}_images_illum_analysis.tar.gz`;
+const INDEX = `projects/${PROJECT}/workspace/backup/${tagOf(PLATE)}_images_illum_analysis.index`;
+
+/** The key a request names (path-style URLs, as the tool sends them to a custom endpoint). */
+const keyOf = (req: IncomingMessage) =>
+  decodeURIComponent(new URL(req.url ?? '/', 'http://x').pathname)
+    .split('/')
+    .slice(2)
+    .join('/');
+
+/** restore --include of the wanted file to a new dir, through a proxy counting tarball bytes. */
+async function restoreWanted(
+  suite: ServerSuite,
+  c: ArchivedCase,
+  name: string,
+  csv = c.csv,
+  tarball = TARBALL,
+  include = WANTED_PATH,
+) {
+  const proxy = await startFaultProxy(suite.server.endpoint, {
+    rate: 0,
+    count: (req) => req.method === 'GET' && keyOf(req) === tarball,
+  });
+  const dir = join(c.dir, name);
+  await mkdir(dir);
+  try {
+    const r = await runCli(
+      [
+        'restore',
+        ...plateArgs({ csv, live: c.live, cold: c.cold }),
+        '--to-dir',
+        dir,
+        '--include',
+        include,
+        '--json',
+      ],
+      { ...serverEnv(suite.server), AWS_ENDPOINT_URL: proxy.endpoint },
+    );
+    return { r, dir, read: proxy.counted };
+  } finally {
+    await proxy.close();
+  }
+}
+
+async function assertOnlyWanted(dir: string) {
+  const tree = await readTree(dir);
+  assert.deepEqual([...tree.keys()], [WANTED_PATH]);
+  assert.ok(tree.get(WANTED_PATH)!.equals(WANTED), 'restored bytes differ from the upload');
+}
+
+const message = (stdout: string) => String(plateLines(stdout)[0]?.message ?? '');
+
+for (const name of testServerNames()) {
+  describe(`restore --include through the tarball index against ${name}`, () => {
+    const suite = useServer(name, 'imgbackup-restore-index-test-');
+    let archived: Promise<ArchivedCase> | undefined;
+    const once = () => (archived ??= archivedCase(suite, [PLATE], () => TRUTH));
+
+    test('one file of a 70 MiB tarball: reads at most its size + 2 MiB from the tarball', async (t) => {
+      const c = await once();
+      const index = await getBytes(suite.client, c.live, INDEX);
+      const v = await c.run('verify', ['--deep']);
+      assert.equal(v.code, 0, v.stderr + v.stdout);
+      const { r, dir, read } = await restoreWanted(suite, c, 'indexed');
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      assert.match(message(r.stdout), /images_illum_analysis\.tar\.gz read through its index/);
+      await assertOnlyWanted(dir);
+      t.diagnostic(`read ${read} bytes of the tarball for a file of ${WANTED.length}`);
+      assert.ok(read > 0, 'nothing read from the tarball');
+      assert.ok(
+        read <= WANTED.length + 2 * MiB + index.length,
+        `read ${read} bytes of the tarball for a file of ${WANTED.length}`,
+      );
+    });
+
+    test('--to-s3 through the index: the one object, byte for byte, under --to-prefix', async () => {
+      const c = await once();
+      const r = await c.run('restore', [
+        '--to-s3',
+        '--to-prefix',
+        'copy/',
+        '--include',
+        WANTED_PATH,
+        '--json',
+      ]);
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      assert.match(message(r.stdout), /images_illum_analysis\.tar\.gz read through its index/);
+      assert.deepEqual(await keysUnder(suite.client, c.live, 'copy/'), [`copy/${WANTED_KEY}`]);
+      assert.ok((await getBytes(suite.client, c.live, `copy/${WANTED_KEY}`)).equals(WANTED));
+    });
+
+    test('a damaged index: verify --deep fails naming it; restore streams whole, bytes right', async () => {
+      const c = await once();
+      const text = (await getBytes(suite.client, c.live, INDEX)).toString('utf8');
+      // Every gzip member but the first starts one byte later: still a well-formed index.
+      const edited = text.replace(/^m (\d+) (\d+)$/gm, (line, at: string, tar: string) =>
+        at === '0' ? line : `m ${Number(at) + 1} ${tar}`,
+      );
+      assert.notEqual(edited, text);
+      await suite.client.send(new PutObjectCommand({ Bucket: c.live, Key: INDEX, Body: edited }));
+      const v = await c.run('verify', ['--deep']);
+      assert.equal(v.code, 3, v.stderr + v.stdout); // a verification mismatch
+      assert.match(
+        v.stdout + v.stderr,
+        new RegExp(`${INDEX.replace(/\./g, '\\.')} does not match`),
+      );
+      const { r, dir, read } = await restoreWanted(suite, c, 'damaged');
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      assert.match(message(r.stdout), /streamed whole: its members did not read back/);
+      await assertOnlyWanted(dir);
+      assert.ok(read > 64 * MiB, `read only ${read} bytes: not the whole tarball`);
+    });
+
+    test('an archive without an index (made before it) restores by streaming whole', async () => {
+      const c = await once();
+      await suite.client.send(new DeleteObjectCommand({ Bucket: c.live, Key: INDEX }));
+      const { r, dir } = await restoreWanted(suite, c, 'no-index');
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      assert.match(message(r.stdout), /streamed whole: it has no index/);
+      await assertOnlyWanted(dir);
+      const v = await c.run('verify', ['--deep']);
+      assert.equal(v.code, 0, v.stderr + v.stdout);
+    });
+
+    test('--no-compress: the index gives tarball offsets; one file costs its header and its bytes', async () => {
+      const c = await once();
+      const P: FixturePlate = { plateId: 'idx-plain', plateIdFull: 'idx-plain' };
+      const [images, , , backend] = sourcePrefixes(P) as [string, string, string, string];
+      const wanted = randomBytes(2 * MiB + 7);
+      const truth: GroundTruth = new Map([
+        [`${images}x.tiff`, randomBytes(6 * MiB)],
+        [`${images}y.tiff`, wanted],
+        [`${images}z.tiff`, randomBytes(5 * MiB)],
+        [`${backend}idx-plain.sqlite`, randomBytes(100)],
+      ]);
+      await uploadAll(suite.client, c.live, truth);
+      const a = await c.run('archive', ['--no-compress'], [P]);
+      assert.equal(a.code, 0, a.stderr + a.stdout);
+      const csv = await writePlatesCsv([P], await mkdtemp(join(c.dir, 'plain-')));
+      const include = `${images}y.tiff`.slice('projects/'.length);
+      const tarball = `${coldDir}${tagOf(P)}_images_illum_analysis.tar`;
+      const { r, dir, read } = await restoreWanted(suite, c, 'plain', csv, tarball, include);
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      assert.match(message(r.stdout), /images_illum_analysis\.tar read through its index/);
+      const tree = await readTree(dir);
+      assert.deepEqual([...tree.keys()], [include]);
+      assert.ok(tree.get(include)!.equals(wanted));
+      assert.equal(read, 512 + wanted.length); // its ustar header, then its bytes
+    });
+  });
+}
