@@ -2,6 +2,8 @@ import { addCommonOptions, buildContext, positiveInt, type CommonFlags } from '.
 import type { CommandSpec } from '../cli/command-spec.js';
 import { loadPrices } from '../core/restore/prices.js';
 import { restoreRequest } from '../core/restore/request.js';
+import { restoreRequestSources } from '../core/restore/source-request.js';
+import { UsageError } from '../errors.js';
 import { addWhatOption, tierOption, type RestoreCommonFlags, type Tier } from './restore-flags.js';
 
 interface RestoreRequestFlags extends CommonFlags, RestoreCommonFlags {
@@ -9,6 +11,8 @@ interface RestoreRequestFlags extends CommonFlags, RestoreCommonFlags {
   days: number;
   dryRun?: boolean;
   prices?: string;
+  sources?: boolean;
+  ledger?: string;
 }
 
 export const restoreRequestCommand: CommandSpec = {
@@ -32,21 +36,28 @@ export const restoreRequestCommand: CommandSpec = {
       .option('--days <n>', 'days the restored copy stays readable', positiveInt('--days'), 7)
       .option('--dry-run', 'send nothing; show bytes, waits and cost estimates')
       .option('--prices <file>', 'JSON price table to use instead of the built-in one (README)')
+      .option('--sources', "request the plates' archived SOURCE objects (live bucket) instead")
+      .option(
+        '--ledger <file>',
+        'with --sources: JSON lines of each answer; a re-run retries only its errors',
+      )
       .addHelpText(
         'after',
         `
 Examples:
   $ imgbackup restore-request --plates plates.csv --project-name P --batch-id B --dry-run
-  $ imgbackup restore-request --plates plates.csv --project-name P --batch-id B --tier Bulk --days 3`,
+  $ imgbackup restore-request --plates plates.csv --project-name P --batch-id B --tier Bulk --days 3
+  $ imgbackup restore-request --sources --plates plates.csv --project-name P --batch-id B --ledger sources.jsonl`,
       ),
   run: async (flags, signal, reporter) => {
     const f = flags as unknown as RestoreRequestFlags;
     const prices = loadPrices(f.prices);
+    if (f.ledger && !f.sources)
+      throw new UsageError('--ledger goes with --sources (tarball restores keep no ledger)');
     const ctx = await buildContext(f, signal);
-    return restoreRequest(ctx.store, {
+    const common = {
       layout: ctx.layout,
       plates: ctx.plates,
-      what: f.what,
       tier: f.tier,
       days: f.days,
       dryRun: f.dryRun === true,
@@ -57,6 +68,12 @@ Examples:
       ...(f.logDir ? { logDir: f.logDir } : {}),
       onStart: reporter.onStart,
       onDone: reporter.onDone,
-    });
+    };
+    if (f.sources)
+      return restoreRequestSources(ctx.store, {
+        ...common,
+        ...(f.ledger ? { ledger: f.ledger } : {}),
+      });
+    return restoreRequest(ctx.store, { ...common, what: f.what });
   },
 };
