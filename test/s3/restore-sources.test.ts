@@ -348,5 +348,59 @@ for (const name of testServerNames('glacier')) {
       );
       assert.equal(c.proxy.restores.length, before);
     });
+
+    test('a listing that answers RestoreStatus spares the HEADs: restore-status asks for it and trusts it', async () => {
+      const truth = plateObjects(P1);
+      const [images] = sourcePrefixes(P1) as [string];
+      const glacier = new Set<string>();
+      for (let i = 0; i < 3; i++) {
+        const k = `${images}old/f${i}.tif`;
+        truth.set(k, Buffer.from(`old file ${i}\n`));
+        glacier.add(k);
+      }
+      const [restored1, restored2, untouched] = [...glacier] as [string, string, string];
+      const restored = new Set([restored1, restored2]);
+      const seen: { method: string; key: string; optional?: string }[] = [];
+      const c = await sourcesCase(suite, P1, truth, glacier, {
+        rate: 0,
+        onRequest: (req) => {
+          const u = new URL(req.url ?? '/', 'http://x');
+          const path = decodeURIComponent(u.pathname.slice(1));
+          const opt = req.headers['x-amz-optional-object-attributes'];
+          seen.push({
+            method: req.method ?? '',
+            key: keyOf(path),
+            ...(typeof opt === 'string' ? { optional: opt } : {}),
+          });
+        },
+        // What AWS S3 answers and moto does not: RestoreStatus of the objects with a restore
+        rewrite: (req) =>
+          req.method === 'GET' && (req.url ?? '').includes('list-type=2')
+            ? (xml) =>
+                xml.replace(/<Contents>([\s\S]*?)<\/Contents>/g, (all, inner: string) => {
+                  const key = (/<Key>([^<]*)<\/Key>/.exec(inner) ?? [])[1] ?? '';
+                  return restored.has(key)
+                    ? `<Contents>${inner}<RestoreStatus><IsRestoreInProgress>${key === restored1}</IsRestoreInProgress>${key === restored2 ? '<RestoreExpiryDate>2030-01-01T00:00:00.000Z</RestoreExpiryDate>' : ''}</RestoreStatus></Contents>`
+                    : all;
+                })
+            : undefined,
+      });
+      proxies.push(c.proxy);
+      const r = await c.run('restore-status', ['--sources', '--json']);
+      assert.equal(r.code, 0, r.stderr);
+      const [line] = plateLines(r.stdout);
+      assert.equal(line!.status, 'not restored');
+      assert.match(
+        String(line!.message),
+        new RegExp(
+          `: 1 archived, 1 restoring, ${truth.size - 2} readable, 0 error\\(s\\); not requested: ${JSON.stringify(untouched).replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`,
+        ),
+      );
+      const heads = seen.filter((s) => s.method === 'HEAD' && s.key.startsWith('projects/'));
+      assert.deepEqual(heads, [], 'no HEAD of any source object');
+      const lists = seen.filter((s) => s.method === 'GET' && s.optional !== undefined);
+      assert.equal(lists.length, 4, 'each of the four sources listed with RestoreStatus asked for');
+      for (const l of lists) assert.equal(l.optional, 'RestoreStatus');
+    });
   });
 }

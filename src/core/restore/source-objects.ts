@@ -101,6 +101,8 @@ export async function classify(
   skip: (key: string) => boolean = () => false,
 ): Promise<SourceObject[]> {
   const files = listed.filter((o) => !isFolderMarker(o));
+  // Seen anywhere in the listing, RestoreStatus is answered: its absence means "never requested".
+  if (files.some((o) => o.restoreStatus)) trust.restoreStatusSeen = true;
   const known = files.map((o): SourceObject | undefined =>
     skip(o.key)
       ? {
