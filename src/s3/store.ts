@@ -285,9 +285,13 @@ export class S3Store {
     }
   }
 
-  async listAll(bucket: string, prefix: string): Promise<ObjectInfo[]> {
+  async listAll(
+    bucket: string,
+    prefix: string,
+    opts: { restoreStatus?: boolean } = {},
+  ): Promise<ObjectInfo[]> {
     const out: ObjectInfo[] = [];
-    for await (const o of this.list(bucket, prefix)) out.push(o);
+    for await (const o of this.list(bucket, prefix, opts)) out.push(o);
     return out;
   }
 

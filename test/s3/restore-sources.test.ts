@@ -140,6 +140,21 @@ for (const name of testServerNames('glacier')) {
       );
       for (const k of glacier) assert.ok(refused.stdout.includes(JSON.stringify(k)), `names ${k}`);
 
+      const planned = await c.run('plan', ['--json']);
+      assert.equal(planned.code, 0, planned.stderr);
+      const [pl] = plateLines(planned.stdout);
+      const bytes = sizeOf(truth, glacier);
+      assert.deepEqual((pl!.details as Record<string, unknown>).restore, {
+        objects: 3,
+        bytes,
+        inProgress: 0,
+        byClass: { GLACIER: { objects: 3, bytes } },
+      });
+      assert.equal(
+        pl!.message,
+        `3 source object(s), ${bytes} bytes need a restore first (GLACIER: 3, ${bytes} bytes); see imgbackup restore-request --sources`,
+      );
+
       const before = await c.run('restore-status', ['--sources', '--json']);
       assert.equal(before.code, 0, before.stderr);
       const [b] = plateLines(before.stdout);
@@ -221,6 +236,19 @@ for (const name of testServerNames('glacier')) {
       assert.equal(refused.code, 1, refused.stderr);
       assert.match(refused.stdout, /2 source object\(s\) are in an archive tier/);
       for (const k of deep) assert.ok(refused.stdout.includes(JSON.stringify(k)), `names ${k}`);
+
+      const planned = await c.run('plan', ['--json']);
+      assert.equal(planned.code, 0, planned.stderr);
+      const bytes = sizeOf(truth, deep);
+      assert.deepEqual(
+        (plateLines(planned.stdout)[0]!.details as Record<string, unknown>).restore,
+        {
+          objects: 2,
+          bytes,
+          inProgress: 0,
+          byClass: { IT_DEEP_ARCHIVE: { objects: 2, bytes } },
+        },
+      );
 
       const expedited = await c.run('restore-request', ['--sources', '--tier', 'Expedited']);
       assert.equal(expedited.code, 2);

@@ -159,3 +159,19 @@ export function countSources(objects: SourceObject[]): SourceCounts {
   }
   return c;
 }
+
+/** Per archive class: the objects and bytes a restore-request --sources would ask for. */
+export function restoreNeed(objects: SourceObject[]) {
+  const byClass: Record<string, { objects: number; bytes: number }> = {};
+  let count = 0;
+  let bytes = 0;
+  for (const o of objects.filter(needsRequest)) {
+    const c = (byClass[o.cls] ??= { objects: 0, bytes: 0 });
+    c.objects += 1;
+    c.bytes += o.size;
+    count += 1;
+    bytes += o.size;
+  }
+  const inProgress = objects.filter((o) => o.state.state === 'in progress').length;
+  return { objects: count, bytes, inProgress, byClass };
+}
