@@ -430,5 +430,99 @@ for (const name of testServerNames('glacier')) {
       assert.equal(lists.length, 4, 'each of the four sources listed with RestoreStatus asked for');
       for (const l of lists) assert.equal(l.optional, 'RestoreStatus');
     });
+
+    test('--prefix: data outside plates, --include / --exclude, the same ledger; bad input is one line and nothing requested', async () => {
+      const live = await suite.server.newBucket('data');
+      const glacier = [
+        'data/run1/a.tif',
+        'data/run1/sub/b.tif',
+        'data/run1/c.csv',
+        'data/skip/d.tif',
+      ];
+      for (const k of glacier)
+        await suite.client.send(
+          new PutObjectCommand({
+            Bucket: live,
+            Key: k,
+            Body: `bytes of ${k}\n`,
+            StorageClass: 'GLACIER',
+          }),
+        );
+      await suite.client.send(
+        new PutObjectCommand({ Bucket: live, Key: 'data/run1/e.tif', Body: 'readable\n' }),
+      );
+      await suite.client.send(
+        new PutObjectCommand({
+          Bucket: live,
+          Key: 'deep/f.tif',
+          Body: 'deep\n',
+          StorageClass: 'DEEP_ARCHIVE',
+        }),
+      );
+      const proxy = await startFaultProxy(suite.server.endpoint, { rate: 0 });
+      proxies.push(proxy);
+      const env = { ...serverEnv(suite.server), AWS_ENDPOINT_URL: proxy.endpoint };
+      const ledger = join(suite.work, 'prefix-ledger.jsonl');
+      const run = (args: string[]) => runCli(['restore-request', ...args], env);
+      const filters = ['--include', '**/*.tif', '--exclude', 'skip/**'];
+
+      const r = await run([
+        '--prefix',
+        `s3://${live}/data/`,
+        ...filters,
+        '--ledger',
+        ledger,
+        '--json',
+      ]);
+      assert.equal(r.code, 0, r.stderr + r.stdout);
+      const [line] = plateLines(r.stdout);
+      assert.equal(line!.plateId, `s3://${live}/data/`);
+      assert.equal(line!.status, 'requested');
+      const wanted = ['data/run1/a.tif', 'data/run1/sub/b.tif'];
+      assert.deepEqual(proxy.restores.map((x) => keyOf(x.path)).sort(), wanted);
+      for (const x of proxy.restores) assert.match(x.body, /<Days>7<\/Days>/);
+      assert.deepEqual(
+        (await ledgerLines(ledger)).map((l) => [l.key, l.status]).sort(),
+        wanted.map((k) => [k, 'requested']),
+      );
+
+      const again = await run([
+        '--prefix',
+        `s3://${live}/data/`,
+        ...filters,
+        '--ledger',
+        ledger,
+        '--json',
+      ]);
+      assert.equal(again.code, 0, again.stderr);
+      assert.equal(proxy.restores.length, 2, 'nothing asked again');
+
+      const bad: [string[], RegExp][] = [
+        [
+          ['--prefix', 's3://no-such-bucket-for-imgbackup/data/'],
+          /^imgbackup: .*s3:\/\/no-such-bucket-for-imgbackup: bucket does not exist/,
+        ],
+        [
+          ['--prefix', `s3://${live}/data/run1/`, '--ledger', ledger],
+          /--ledger .*prefix-ledger\.jsonl was written for s3:\/\/.*\/data\/ --include "\*\*\/\*\.tif" --exclude "skip\/\*\*", not for this run's s3:\/\/.*\/data\/run1\/; use a new ledger file/,
+        ],
+        [
+          ['--prefix', `s3://${live}/deep/`, '--tier', 'Expedited'],
+          /--tier Expedited is not offered for DEEP_ARCHIVE \(s3:\/\/.*\/deep\/f\.tif\)/,
+        ],
+        [
+          ['--prefix', `s3://${live}/nothing-here/`],
+          /--prefix s3:\/\/.*\/nothing-here\/: no objects under it; check the prefix/,
+        ],
+      ];
+      for (const [args, message] of bad) {
+        const b = await run(args);
+        assert.equal(b.code, 2, `${args.join(' ')}: ${b.stderr}`);
+        const lines = b.stderr.trim().split('\n');
+        assert.equal(lines.length, 1, b.stderr);
+        assert.match(lines[0]!, message);
+        assert.equal(proxy.restores.length, 2, `${args.join(' ')}: nothing requested`);
+      }
+    });
   });
 }

@@ -4,7 +4,7 @@
  */
 import pLimit from 'p-limit';
 import { PlateError, UsageError } from '../../errors.js';
-import { plateLayout, type LayoutOptions, type PlateLayout } from '../../layout/layout.js';
+import { plateLayout, type LayoutOptions } from '../../layout/layout.js';
 import type { PlateRow } from '../../plates/plates-csv.js';
 import { isAbort, s3ErrorCode, type RestoreAnswer, type S3Store } from '../../s3/store.js';
 import { poolOptions, runPlates, type PlateResult, type RunOptions } from '../pool.js';
@@ -28,13 +28,18 @@ import { takesDays, tierAllowed, type Tier } from './state.js';
  */
 export const RESTORE_REQUESTS_IN_FLIGHT = 64;
 
-export interface SourceRequestOptions extends RunOptions {
-  layout: LayoutOptions;
+/** What requesting takes, with plates (--sources) or a prefix (--prefix). */
+export interface RequestOptions {
   tier: Tier;
   days: number;
   dryRun: boolean;
   prices: PriceTable;
   ledger?: string;
+  signal: AbortSignal;
+}
+
+export interface SourceRequestOptions extends RequestOptions, RunOptions {
+  layout: LayoutOptions;
 }
 
 const LISTINGS_IN_FLIGHT = 8;
@@ -54,10 +59,14 @@ export function plateScope(layout: LayoutOptions, plates: PlateRow[]): string {
   return `sources of plates ${tags.join(',')} in s3://${layout.bucket}`;
 }
 
-interface Looked {
-  plate: PlateRow;
-  L: PlateLayout;
+/** One plate's sources, or a --prefix's objects: what is requested and reported together. */
+export interface Looked {
+  plateId: string;
+  tag: string;
+  bucket: string;
   objects: SourceObject[];
+  /** What to run to follow the restores; default restore-status --sources --wait. */
+  followUp?: string;
 }
 
 /** Lists every plate's sources first, so a refused tier stops the run before any request. */
@@ -73,7 +82,12 @@ async function lookAll(store: S3Store, opts: SourceRequestOptions, ledger: Ledge
         try {
           return {
             ok: true as const,
-            r: { plate, L, objects: await plateSourceObjects(store, L, trust, heads, skip) },
+            r: {
+              plateId: plate.plateId,
+              tag: L.tag,
+              bucket: L.bucket,
+              objects: await plateSourceObjects(store, L, trust, heads, skip),
+            },
           };
         } catch (err) {
           if (isAbort(err) || opts.signal.aborted) throw err;
@@ -95,7 +109,7 @@ export function checkSourceTier(looked: Looked[], tier: Tier): void {
     const bad = l.objects.find((o) => needsRequest(o) && !tierAllowed(o.cls, tier));
     if (bad) {
       throw new UsageError(
-        `--tier ${tier} is not offered for ${bad.cls} (s3://${l.L.bucket}/${bad.key}); use --tier Standard or Bulk`,
+        `--tier ${tier} is not offered for ${bad.cls} (s3://${l.bucket}/${bad.key}); use --tier Standard or Bulk`,
       );
     }
   }
@@ -105,7 +119,7 @@ async function requestKey(
   store: S3Store,
   bucket: string,
   o: SourceObject,
-  opts: SourceRequestOptions,
+  opts: RequestOptions,
 ): Promise<{ status: LedgerStatus; message?: string }> {
   try {
     const answer = await store.restoreObject(bucket, o.key, {
@@ -125,17 +139,17 @@ async function requestKey(
   }
 }
 
-async function requestPlate(
+export async function requestPlate(
   store: S3Store,
   l: Looked,
-  opts: SourceRequestOptions,
+  opts: RequestOptions,
   ledger: Ledger | undefined,
   requests: ReturnType<typeof pLimit>,
 ): Promise<Omit<PlateResult, 'seconds'>> {
   const wanted = l.objects.filter(needsRequest);
   const base = {
-    plateId: l.plate.plateId,
-    tag: l.L.tag,
+    plateId: l.plateId,
+    tag: l.tag,
     files: l.objects.length,
     bytesIn: wanted.reduce((n, o) => n + o.size, 0),
     bytesOut: 0,
@@ -158,7 +172,7 @@ async function requestPlate(
   const answers = await Promise.all(
     send.map((o) =>
       requests(async () => {
-        const a = await requestKey(store, l.L.bucket, o, opts);
+        const a = await requestKey(store, l.bucket, o, opts);
         ledger?.record({
           key: o.key,
           status: a.status,
@@ -195,7 +209,7 @@ async function requestPlate(
       pending > 0
         ? `${details.requested} restore(s) requested (${opts.tier}), ${details.inProgress} in progress` +
           (skipped.length > 0 ? `, ${skipped.length} left alone (the ledger has them)` : '') +
-          '; follow with imgbackup restore-status --sources --wait'
+          `; ${l.followUp ?? 'follow with imgbackup restore-status --sources --wait'}`
         : 'every source object is readable now',
     details,
   };
