@@ -80,7 +80,12 @@ async function sourcesCase(
 }
 
 /** Both tarballs extracted with GNU tar hold exactly the bytes the test uploaded. */
-async function assertArchiveIsExact(suite: ServerSuite, c: Case, plate: FixturePlate) {
+async function assertArchiveIsExact(
+  suite: ServerSuite,
+  c: Case,
+  plate: FixturePlate,
+  truth: GroundTruth = c.truth,
+) {
   const x = await mkdtemp(join(suite.work, 'x-'));
   for (const t of ['images_illum_analysis', 'backend']) {
     const file = join(x, `${t}.tar.gz`);
@@ -93,9 +98,7 @@ async function assertArchiveIsExact(suite: ServerSuite, c: Case, plate: FixtureP
   const tree = await readTree(x);
   for (const t of ['images_illum_analysis', 'backend']) tree.delete(`${t}.tar.gz`);
   const expected = new Map(
-    [...c.truth]
-      .filter(([k]) => !k.endsWith('/'))
-      .map(([k, v]) => [k.slice('projects/'.length), v]),
+    [...truth].filter(([k]) => !k.endsWith('/')).map(([k, v]) => [k.slice('projects/'.length), v]),
   );
   assert.deepEqual([...tree.keys()].sort(), [...expected.keys()].sort());
   for (const [path, bytes] of expected) assert.ok(tree.get(path)!.equals(bytes), `${path} differs`);
@@ -523,6 +526,52 @@ for (const name of testServerNames('glacier')) {
         assert.match(lines[0]!, message);
         assert.equal(proxy.restores.length, 2, `${args.join(' ')}: nothing requested`);
       }
+    });
+
+    test('archive --restore-sources: archives at once what needs nothing, says what to re-run, and with --wait archives the rest', async () => {
+      const truth = plateObjects(P1);
+      const [images, illum] = sourcePrefixes(P1) as [string, string];
+      const deep = [`${images}Index.idx.xml`, `${illum}${P1.plateId}_IllumDNA.npy`];
+      const archivedSet = new Set<string>();
+      const c = await sourcesCase(suite, P1, truth, new Set(), {
+        rate: 0,
+        // in progress for the look of run 2's request and for its first status look
+        tiering: { archived: archivedSet, status: 'ARCHIVE_ACCESS', headsInProgress: 2 },
+      });
+      proxies.push(c.proxy);
+      for (const k of deep) archivedSet.add(`${c.live}/${k}`);
+      const truthB = plateObjects(PLATE_B);
+      await uploadAll(suite.client, c.live, truthB);
+      const both = { plates: [P1, PLATE_B] };
+
+      const first = await c.run('archive', ['--restore-sources', '--json'], both);
+      assert.equal(first.code, 0, first.stderr + first.stdout);
+      const [b1, p1] = plateLines(first.stdout);
+      assert.equal(b1!.plateId, PLATE_B.plateId);
+      assert.equal(b1!.status, 'archived');
+      assert.equal(p1!.status, 'requested');
+      assert.match(
+        String(p1!.message),
+        /2 restore\(s\) requested \(Standard\), 0 in progress; .*run this same imgbackup archive --restore-sources again once imgbackup restore-status --sources says readable \(archived plates are skipped\), or add --wait/,
+      );
+      assert.deepEqual(c.proxy.restores.map((r) => keyOf(r.path)).sort(), [...deep].sort());
+      await assertArchiveIsExact(suite, c, PLATE_B, truthB);
+
+      const second = await c.run(
+        'archive',
+        ['--restore-sources', '--wait', '--poll', '1s', '--timeout', '1m', '--json'],
+        both,
+      );
+      assert.equal(second.code, 0, second.stderr + second.stdout);
+      const [b2, p2] = plateLines(second.stdout);
+      assert.equal(b2!.status, 'skipped');
+      assert.equal(p2!.status, 'archived');
+      assert.match(
+        second.stderr,
+        /archive: 1 plate\(s\) waiting for source restores; next look in 1 s/,
+      );
+      assert.equal(c.proxy.restores.length, 2, 'restores in progress are not asked again');
+      await assertArchiveIsExact(suite, c, P1);
     });
   });
 }
