@@ -349,6 +349,16 @@ for (const name of testServerNames('glacier')) {
         [...denied].map(keyOf).sort(),
       );
 
+      // the ledger's errors, counted for the keys still archived
+      const status = await c.run('restore-status', ['--sources', '--ledger', ledger, '--json']);
+      assert.equal(status.code, 0, status.stderr);
+      assert.match(
+        String(plateLines(status.stdout)[0]!.message),
+        new RegExp(
+          `^${truth.size} source object\\(s\\): 7 archived, 0 restoring, ${truth.size - 7} readable, 2 error\\(s\\)`,
+        ),
+      );
+
       phase.n = 2;
       const again = await c.run('restore-request', ['--sources', '--ledger', ledger, '--json']);
       assert.equal(again.code, 0, again.stderr + again.stdout);
