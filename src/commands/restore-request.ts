@@ -55,7 +55,9 @@ export const restoreRequestCommand: CommandSpec = {
               'archive class (GLACIER, DEEP_ARCHIVE, Intelligent-Tiering archive tiers); objects\n' +
               'readable now need none. Already restored: the expiry is extended; already in\n' +
               'progress: fine. --dry-run sends nothing and shows per plate the bytes to retrieve\n' +
-              'and, per tier, the expected wait and an estimate of the cost.',
+              'and, per tier, the expected wait and an estimate of the cost.\n' +
+              "--sources: the plates' archived source objects instead; --prefix: every archived\n" +
+              'object under s3://bucket/prefix/. --ledger FILE: a re-run retries only errors.',
           ),
         { platesOptional: true },
       ),

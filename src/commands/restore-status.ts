@@ -26,7 +26,8 @@ export const restoreStatusCommand: CommandSpec = {
             'Changes nothing. Per plate and tarball: readable now, restore in progress, ready\n' +
               'until <expiry>, or not requested (S3 cannot tell that from an expired restore).\n' +
               '--wait polls, with growing intervals up to --poll, until every plate is readable\n' +
-              '(exit 0) or --timeout passes (the plates still waiting fail: exit 1).',
+              '(exit 0) or --timeout passes (the plates still waiting fail: exit 1).\n' +
+              "--sources: counts of the plates' source objects archived / restoring / readable.",
           ),
       ),
     )
