@@ -583,5 +583,59 @@ for (const name of testServerNames('glacier')) {
       assert.equal(c.proxy.restores.length, 2, 'restores in progress are not asked again');
       await assertArchiveIsExact(suite, c, P1);
     });
+
+    test('503 GlacierExpeditedRetrievalNotAvailable is an error in the ledger, retried by the re-run alone', async () => {
+      const live = await suite.server.newBucket('busy');
+      const keys = ['busy/a.tif', 'busy/b.tif'];
+      for (const k of keys)
+        await suite.client.send(
+          new PutObjectCommand({ Bucket: live, Key: k, Body: `${k}\n`, StorageClass: 'GLACIER' }),
+        );
+      const busy = { on: true };
+      const proxy = await startFaultProxy(suite.server.endpoint, {
+        rate: 0,
+        answer: (req) =>
+          busy.on && req.method === 'POST' && (req.url ?? '').includes('a.tif')
+            ? {
+                status: 503,
+                code: 'GlacierExpeditedRetrievalNotAvailable',
+                message: 'Glacier expedited retrievals are currently not available',
+              }
+            : undefined,
+      });
+      proxies.push(proxy);
+      const env = { ...serverEnv(suite.server), AWS_ENDPOINT_URL: proxy.endpoint };
+      const ledger = join(suite.work, 'busy-ledger.jsonl');
+      const args = [
+        'restore-request',
+        '--prefix',
+        `s3://${live}/busy/`,
+        '--tier',
+        'Expedited',
+        '--ledger',
+        ledger,
+        '--max-attempts',
+        '1',
+        '--json',
+      ];
+      const r = await runCli(args, env);
+      assert.equal(r.code, 1, r.stderr + r.stdout);
+      assert.match(
+        String(plateLines(r.stdout)[0]!.message),
+        /^1 of 2 restore request\(s\) failed \(Expedited capacity not available now \(503\); run again later or with --tier Standard\): "busy\/a\.tif"; run again with the same --ledger to retry only those$/,
+      );
+      assert.deepEqual((await ledgerLines(ledger)).map((l) => [l.key, l.status]).sort(), [
+        ['busy/a.tif', 'error'],
+        ['busy/b.tif', 'requested'],
+      ]);
+      busy.on = false;
+      const before = proxy.restores.length;
+      const again = await runCli(args, env);
+      assert.equal(again.code, 0, again.stderr + again.stdout);
+      assert.deepEqual(
+        proxy.restores.slice(before).map((x) => keyOf(x.path)),
+        ['busy/a.tif'],
+      );
+    });
   });
 }
