@@ -45,11 +45,17 @@ export function positiveInt(name: string) {
 }
 
 /** The options shared by every plate command, in the words aws CLI and GNU parallel users know. */
-export function addCommonOptions(cmd: Command): Command {
+export function addCommonOptions(
+  cmd: Command,
+  /** For a command with another way to name its objects (restore-request --prefix). */
+  opts: { platesOptional?: boolean } = {},
+): Command {
+  const plateOption = (flags: string, description: string) =>
+    opts.platesOptional ? cmd.option(flags, description) : cmd.requiredOption(flags, description);
+  plateOption('--plates <csv>', 'plates CSV with header plate_id,plate_id_full');
+  plateOption('--project-name <name>', 'project, e.g. 2013_Gustafsdottir_PLOSONE');
+  plateOption('--batch-id <id>', 'batch, e.g. BBBC022');
   return cmd
-    .requiredOption('--plates <csv>', 'plates CSV with header plate_id,plate_id_full')
-    .requiredOption('--project-name <name>', 'project, e.g. 2013_Gustafsdottir_PLOSONE')
-    .requiredOption('--batch-id <id>', 'batch, e.g. BBBC022')
     .option('--bucket <name>', 'live bucket holding the plates', 'imaging-platform')
     .option('--cold-bucket <name>', 'bucket receiving the tarballs', 'imaging-platform-cold')
     .addOption(
@@ -82,10 +88,12 @@ export async function buildContext(
     ['--project-name', flags.projectName],
     ['--batch-id', flags.batchId],
   ] as const) {
+    if (value === undefined && flags.plates === undefined) continue;
     const why = unsafeNameReason(value);
     if (why) throw new UsageError(`${flag} ${JSON.stringify(value)} ${why}`);
   }
-  const plates = await readPlatesCsv(flags.plates);
+  // Only a command that names its objects another way (and checked that) runs without plates.
+  const plates = flags.plates === undefined ? [] : await readPlatesCsv(flags.plates);
   const log = createLogger({
     verbose: flags.verbose === true,
     json: flags.json === true,

@@ -6,8 +6,19 @@ import {
   GZIP_ENGINES,
   type GzipEngineName,
 } from '../core/archive.js';
+import type { ArchiveRunOptions } from '../core/archive.js';
 import type { PlateResult } from '../core/pool.js';
-import { addCommonOptions, buildContext, defaultTmpdir, type CommonFlags } from '../cli/common.js';
+import { archiveRestoringSources } from '../core/restore/archive-sources.js';
+import { DEFAULT_PRICES } from '../core/restore/prices.js';
+import { UsageError } from '../errors.js';
+import { parseDuration, tierOption, type Tier } from './restore-flags.js';
+import {
+  addCommonOptions,
+  buildContext,
+  defaultTmpdir,
+  positiveInt,
+  type CommonFlags,
+} from '../cli/common.js';
 import type { CommandSpec } from '../cli/command-spec.js';
 import { formatBytes } from '../cli/render.js';
 
@@ -18,6 +29,13 @@ interface ArchiveFlags extends CommonFlags {
   stream?: boolean;
   compress: boolean;
   gzipEngine?: GzipEngineName;
+  restoreSources?: boolean;
+  wait?: boolean;
+  timeout: number;
+  poll: number;
+  tier: Tier;
+  days: number;
+  ledger?: string;
 }
 
 /** gzip level 1: on the bench's image-like data ~4 % larger than level 6, half the CPU (README). */
@@ -29,6 +47,18 @@ function level(v: string): number {
     throw new InvalidArgumentError('--compression-level takes a gzip level from 1 to 9');
   }
   return n;
+}
+
+/** The restore flags mean nothing without --restore-sources, and it cannot be a dry run. */
+function checkRestoreFlags(f: ArchiveFlags): void {
+  if (!f.restoreSources) {
+    if (f.wait || f.ledger) throw new UsageError('--wait and --ledger go with --restore-sources');
+    return;
+  }
+  if (f.dryRun)
+    throw new UsageError(
+      '--restore-sources sends requests; for a dry run use imgbackup restore-request --sources --dry-run',
+    );
 }
 
 function engineName(v: string): GzipEngineName {
@@ -71,6 +101,31 @@ export const archiveCommand: CommandSpec = {
       )
       .option('--dry-run', 'list what each plate would archive; write nothing')
       .option(
+        '--restore-sources',
+        'first request restores of archived sources; archive the plates that need none',
+      )
+      .option('--wait', 'with --restore-sources: wait for the restores, then archive those plates')
+      .option(
+        '--timeout <duration>',
+        'with --wait: give up after this long',
+        parseDuration('--timeout'),
+        48 * 3_600_000,
+      )
+      .option(
+        '--poll <duration>',
+        'with --wait: the longest interval between polls',
+        parseDuration('--poll'),
+        5 * 60_000,
+      )
+      .addOption(tierOption())
+      .option(
+        '--days <n>',
+        'with --restore-sources: days a GLACIER restored copy stays readable',
+        positiveInt('--days'),
+        7,
+      )
+      .option('--ledger <file>', 'with --restore-sources: the restore-request --sources ledger')
+      .option(
         '--stream',
         'upload parts from memory while each tarball is written: nothing in --tmpdir ' +
           '(without it, parts go up as soon as they are on disk)',
@@ -88,6 +143,7 @@ Examples:
   run: async (flags, signal, reporter): Promise<PlateResult[]> => {
     const f = flags as unknown as ArchiveFlags;
     const { engine, fallback } = chooseGzipEngine(f.gzipEngine, f.compressionLevel);
+    checkRestoreFlags(f);
     const ctx = await buildContext(f, signal, reporter);
     // Said once, when the first plate starts compressing: not for a bad flag or CSV, a dry run,
     // --no-compress or a run whose plates are all archived already.
@@ -98,7 +154,24 @@ Examples:
       reporter.onPlan(plateId, totalBytes);
     };
     reporter.setTotal(ctx.plates.length);
-    const results = await archive(ctx.store, {
+    const run = (o: ArchiveRunOptions) =>
+      f.restoreSources
+        ? archiveRestoringSources(ctx.store, {
+            ...o,
+            restore: {
+              tier: f.tier,
+              days: f.days,
+              prices: DEFAULT_PRICES,
+              ...(f.ledger ? { ledger: f.ledger } : {}),
+            },
+            ...(f.wait ? { wait: { timeoutMs: f.timeout, pollMs: f.poll } } : {}),
+            onPoll: (waiting, nextMs) =>
+              reporter.note(
+                `archive: ${waiting.length} plate(s) waiting for source restores; next look in ${Math.round(nextMs / 1000)} s`,
+              ),
+          })
+        : archive(ctx.store, o);
+    const results = await run({
       layout: { ...ctx.layout, compressed: f.compress },
       plates: ctx.plates,
       tmpdir: f.tmpdir,

@@ -2,6 +2,9 @@ import { addCommonOptions, buildContext, positiveInt, type CommonFlags } from '.
 import type { CommandSpec } from '../cli/command-spec.js';
 import { loadPrices } from '../core/restore/prices.js';
 import { restoreRequest } from '../core/restore/request.js';
+import { restoreRequestPrefix } from '../core/restore/prefix-request.js';
+import { restoreRequestSources } from '../core/restore/source-request.js';
+import { UsageError } from '../errors.js';
 import { addWhatOption, tierOption, type RestoreCommonFlags, type Tier } from './restore-flags.js';
 
 interface RestoreRequestFlags extends CommonFlags, RestoreCommonFlags {
@@ -9,6 +12,34 @@ interface RestoreRequestFlags extends CommonFlags, RestoreCommonFlags {
   days: number;
   dryRun?: boolean;
   prices?: string;
+  sources?: boolean;
+  ledger?: string;
+  prefix?: string;
+  include: string[];
+  exclude: string[];
+}
+
+const collect = (v: string, all: string[]) => [...all, v];
+
+/** --prefix replaces the plate flags; without it they are required as for every plate command. */
+function checkTarget(f: RestoreRequestFlags): void {
+  if (f.prefix) {
+    if (f.plates !== undefined)
+      throw new UsageError('give --prefix or --plates, not both (--prefix needs no plates CSV)');
+    return;
+  }
+  if (f.include.length + f.exclude.length > 0)
+    throw new UsageError('--include / --exclude go with --prefix s3://bucket/prefix/');
+  for (const [flag, value] of [
+    ['--plates <csv>', f.plates],
+    ['--project-name <name>', f.projectName],
+    ['--batch-id <id>', f.batchId],
+  ] as const) {
+    if (value === undefined)
+      throw new UsageError(
+        `required option '${flag}' not specified (or name the objects with --prefix s3://bucket/prefix/)`,
+      );
+  }
 }
 
 export const restoreRequestCommand: CommandSpec = {
@@ -24,29 +55,70 @@ export const restoreRequestCommand: CommandSpec = {
               'archive class (GLACIER, DEEP_ARCHIVE, Intelligent-Tiering archive tiers); objects\n' +
               'readable now need none. Already restored: the expiry is extended; already in\n' +
               'progress: fine. --dry-run sends nothing and shows per plate the bytes to retrieve\n' +
-              'and, per tier, the expected wait and an estimate of the cost.',
+              'and, per tier, the expected wait and an estimate of the cost.\n' +
+              "--sources: the plates' archived source objects instead; --prefix: every archived\n" +
+              'object under s3://bucket/prefix/. --ledger FILE: a re-run retries only errors.',
           ),
+        { platesOptional: true },
       ),
     )
       .addOption(tierOption())
       .option('--days <n>', 'days the restored copy stays readable', positiveInt('--days'), 7)
       .option('--dry-run', 'send nothing; show bytes, waits and cost estimates')
       .option('--prices <file>', 'JSON price table to use instead of the built-in one (README)')
+      .option('--sources', "request the plates' archived SOURCE objects (live bucket) instead")
+      .option(
+        '--prefix <s3url>',
+        'instead of plates: every archived object under s3://bucket/prefix/',
+      )
+      .option(
+        '--include <glob>',
+        'with --prefix: only keys (below it) matching; repeatable',
+        collect,
+        [],
+      )
+      .option(
+        '--exclude <glob>',
+        'with --prefix: not keys (below it) matching; repeatable',
+        collect,
+        [],
+      )
+      .option(
+        '--ledger <file>',
+        'with --sources or --prefix: JSON lines of each answer; a re-run retries only its errors',
+      )
       .addHelpText(
         'after',
         `
 Examples:
   $ imgbackup restore-request --plates plates.csv --project-name P --batch-id B --dry-run
-  $ imgbackup restore-request --plates plates.csv --project-name P --batch-id B --tier Bulk --days 3`,
+  $ imgbackup restore-request --plates plates.csv --project-name P --batch-id B --tier Bulk --days 3
+  $ imgbackup restore-request --sources --plates plates.csv --project-name P --batch-id B --ledger sources.jsonl
+  $ imgbackup restore-request --prefix s3://bucket/some/prefix/ --include '**/*.tif' --tier Bulk --ledger restore.jsonl`,
       ),
   run: async (flags, signal, reporter) => {
     const f = flags as unknown as RestoreRequestFlags;
     const prices = loadPrices(f.prices);
+    checkTarget(f);
+    if (f.ledger && !f.sources && !f.prefix)
+      throw new UsageError('--ledger goes with --sources or --prefix (tarball restores keep none)');
     const ctx = await buildContext(f, signal);
-    return restoreRequest(ctx.store, {
+    if (f.prefix)
+      return restoreRequestPrefix(ctx.store, {
+        url: f.prefix,
+        includes: f.include,
+        excludes: f.exclude,
+        tier: f.tier,
+        days: f.days,
+        dryRun: f.dryRun === true,
+        prices,
+        signal,
+        onDone: reporter.onDone,
+        ...(f.ledger ? { ledger: f.ledger } : {}),
+      });
+    const common = {
       layout: ctx.layout,
       plates: ctx.plates,
-      what: f.what,
       tier: f.tier,
       days: f.days,
       dryRun: f.dryRun === true,
@@ -57,6 +129,12 @@ Examples:
       ...(f.logDir ? { logDir: f.logDir } : {}),
       onStart: reporter.onStart,
       onDone: reporter.onDone,
-    });
+    };
+    if (f.sources)
+      return restoreRequestSources(ctx.store, {
+        ...common,
+        ...(f.ledger ? { ledger: f.ledger } : {}),
+      });
+    return restoreRequest(ctx.store, { ...common, what: f.what });
   },
 };

@@ -1,12 +1,17 @@
 import { addCommonOptions, buildContext, type CommonFlags } from '../cli/common.js';
 import type { CommandSpec } from '../cli/command-spec.js';
+import type { PlateResult } from '../core/pool.js';
+import { restoreStatusSources } from '../core/restore/source-status.js';
 import { restoreStatus } from '../core/restore/status.js';
+import { UsageError } from '../errors.js';
 import { addWhatOption, parseDuration, type RestoreCommonFlags } from './restore-flags.js';
 
 interface RestoreStatusFlags extends CommonFlags, RestoreCommonFlags {
   wait?: boolean;
   timeout: number;
   poll: number;
+  sources?: boolean;
+  ledger?: string;
 }
 
 export const restoreStatusCommand: CommandSpec = {
@@ -21,11 +26,14 @@ export const restoreStatusCommand: CommandSpec = {
             'Changes nothing. Per plate and tarball: readable now, restore in progress, ready\n' +
               'until <expiry>, or not requested (S3 cannot tell that from an expired restore).\n' +
               '--wait polls, with growing intervals up to --poll, until every plate is readable\n' +
-              '(exit 0) or --timeout passes (the plates still waiting fail: exit 1).',
+              '(exit 0) or --timeout passes (the plates still waiting fail: exit 1).\n' +
+              "--sources: counts of the plates' source objects archived / restoring / readable.",
           ),
       ),
     )
       .option('--wait', 'poll until every tarball is readable')
+      .option('--sources', "the plates' SOURCE objects (live bucket) instead of the tarballs")
+      .option('--ledger <file>', "with --sources: restore-request's ledger, to count its errors")
       .option(
         '--timeout <duration>',
         'with --wait: give up after this long',
@@ -47,23 +55,29 @@ Examples:
       ),
   run: async (flags, signal, reporter) => {
     const f = flags as unknown as RestoreStatusFlags;
+    if (f.ledger && !f.sources) throw new UsageError('--ledger goes with --sources');
     const ctx = await buildContext(f, signal);
-    return restoreStatus(ctx.store, {
+    const common = {
       layout: ctx.layout,
       plates: ctx.plates,
-      what: f.what,
       ...(f.wait ? { wait: { timeoutMs: f.timeout, pollMs: f.poll } } : {}),
       maxProcs: f.maxProcs,
       signal,
       log: ctx.log,
       ...(f.logDir ? { logDir: f.logDir } : {}),
       onDone: reporter.onDone,
-      onPoll: (waiting, nextMs) =>
+      onPoll: (waiting: PlateResult[], nextMs: number) =>
         reporter.note(
           `restore-status: ${waiting.length} plate(s) not readable yet (${waiting
             .map((r) => `${r.plateId}: ${r.status}`)
             .join(', ')}); next look in ${Math.round(nextMs / 1000)} s`,
         ),
-    });
+    };
+    if (f.sources)
+      return restoreStatusSources(ctx.store, {
+        ...common,
+        ...(f.ledger ? { ledger: f.ledger } : {}),
+      });
+    return restoreStatus(ctx.store, { ...common, what: f.what });
   },
 };

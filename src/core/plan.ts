@@ -1,4 +1,5 @@
 import { statfs } from 'node:fs/promises';
+import pLimit from 'p-limit';
 import { tarballSizeBound } from '../archive/tarball.js';
 import { optionalOutputKeys, outputKeys, type LayoutOptions } from '../layout/layout.js';
 import { plateLogger, type Logger } from '../log/log.js';
@@ -8,6 +9,7 @@ import { tarEntries } from './archive.js';
 import { checkOwnership, resolveLayout } from './archive-state.js';
 import { poolOptions, runPlates, type PlateResult, type RunOptions } from './pool.js';
 import { checkBuckets } from './preflight.js';
+import { classify, restoreNeed, SOURCE_HEADS_IN_FLIGHT } from './restore/source-objects.js';
 import { listSources, sourceFiles } from './sources.js';
 import { readVerifiedRecord } from './verify.js';
 
@@ -27,10 +29,11 @@ export async function planPlate(
   opts: PlanOptions,
   plate: PlateRow,
   log: Logger,
+  heads: ReturnType<typeof pLimit> = pLimit(SOURCE_HEADS_IN_FLIGHT),
 ): Promise<Omit<PlateResult, 'seconds'>> {
   const L = await resolveLayout(store, opts.layout, plate);
   await checkOwnership(store, opts.layout, L);
-  const listed = await listSources(store, L);
+  const listed = await listSources(store, L, { restoreStatus: true });
   const files = sourceFiles(listed);
   const bytesIn = files.reduce((n, o) => n + o.size, 0);
 
@@ -62,18 +65,27 @@ export async function planPlate(
           );
         }, 0)
       : 0;
-  log.info({ files: files.length, bytes: bytesIn, state, tmpdirBytes }, 'planned');
+  // Only a plate still to archive reads its sources; the HEADs are for what listings cannot say.
+  const restore =
+    state === 'not archived' || state === 'partial'
+      ? restoreNeed(await classify(store, L.bucket, files, { restoreStatusSeen: false }, heads))
+      : undefined;
+  log.info({ files: files.length, bytes: bytesIn, state, tmpdirBytes, restore }, 'planned');
+  const message =
+    state === 'not archived' && files.length === 0
+      ? 'no objects under its four sources'
+      : restore && restore.objects + restore.inProgress > 0
+        ? restoreMessage(restore)
+        : undefined;
   return {
     plateId: plate.plateId,
     tag: L.tag,
     status: state,
-    ...(state === 'not archived' && files.length === 0
-      ? { message: 'no objects under its four sources' }
-      : {}),
+    ...(message ? { message } : {}),
     files: files.length,
     bytesIn,
     bytesOut: 0,
-    details: { state, tmpdirBytes },
+    details: { state, tmpdirBytes, ...(restore ? { restore } : {}) },
   };
 }
 
@@ -81,6 +93,7 @@ export interface PlanRunOptions extends PlanOptions, RunOptions {}
 
 export async function plan(store: S3Store, opts: PlanRunOptions): Promise<PlateResult[]> {
   await checkBuckets(store, [opts.layout.bucket, opts.layout.coldBucket]);
+  const heads = pLimit(SOURCE_HEADS_IN_FLIGHT);
   return runPlates(
     opts.plates,
     (plate, signal) =>
@@ -89,9 +102,24 @@ export async function plan(store: S3Store, opts: PlanRunOptions): Promise<PlateR
         opts,
         plate,
         plateLogger(opts.log, plate.plateId, opts.logDir),
+        heads,
       ),
     // listing is cheap; plan every plate at once
     { ...poolOptions(opts, 'plan'), maxProcs: Math.max(opts.maxProcs, 8) },
+  );
+}
+
+/** "3 source object(s), 1234 bytes need a restore first (GLACIER: 3, 1234 bytes)…" */
+function restoreMessage(r: ReturnType<typeof restoreNeed>): string {
+  const classes = Object.entries(r.byClass)
+    .map(([cls, c]) => `${cls}: ${c.objects}, ${c.bytes} bytes`)
+    .join('; ');
+  return (
+    (r.objects > 0
+      ? `${r.objects} source object(s), ${r.bytes} bytes need a restore first (${classes})`
+      : 'no source object needs a new restore') +
+    (r.inProgress > 0 ? `; ${r.inProgress} restoring` : '') +
+    '; see imgbackup restore-request --sources'
   );
 }
 

@@ -41,11 +41,16 @@ export function namePairs(pairs: [string, string][]): string {
  * and listings do not depend on a server's order. A key that cannot be archived safely fails the
  * plate before anything is written.
  */
-export async function listSources(store: S3Store, layout: PlateLayout): Promise<ListedSource[]> {
+export async function listSources(
+  store: S3Store,
+  layout: PlateLayout,
+  /** Ask the listing for each object's RestoreStatus too (plan). */
+  opts: { restoreStatus?: boolean } = {},
+): Promise<ListedSource[]> {
   const listed = await Promise.all(
     layout.sources.map(async (source) => ({
       source,
-      objects: (await store.listAll(layout.bucket, source.prefix)).sort(byKeyBytes),
+      objects: (await store.listAll(layout.bucket, source.prefix, opts)).sort(byKeyBytes),
     })),
   );
   const refused = refusal(listed);

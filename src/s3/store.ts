@@ -57,7 +57,12 @@ export interface ArchiveHead extends ObjectInfo {
 
 /** How S3 answered a RestoreObject. */
 export type RestoreAnswer =
-  'started' | 'already-restored' | 'in-progress' | 'expedited-unavailable';
+  | 'started'
+  | 'already-restored'
+  | 'in-progress'
+  | 'expedited-unavailable'
+  /** 403 InvalidObjectState: the object is in no archive class, so it is readable already. */
+  | 'not-archived';
 
 export interface ObjectInfo {
   key: string;
@@ -71,6 +76,22 @@ export interface ObjectInfo {
    * while versioning was suspended). Absent on an unversioned bucket.
    */
   versionId?: string;
+  /**
+   * Only from a listing that asked for it (OptionalObjectAttributes RestoreStatus) and only for
+   * an object with a restore in progress or done; stores that ignore the ask never send it.
+   */
+  restoreStatus?: { inProgress: boolean; expiry?: Date };
+}
+
+/** What a listing says of an object's restore, when it says anything. */
+function listedRestore(r: { IsRestoreInProgress?: boolean; RestoreExpiryDate?: Date } | undefined) {
+  if (!r) return {};
+  return {
+    restoreStatus: {
+      inProgress: r.IsRestoreInProgress === true,
+      ...(r.RestoreExpiryDate ? { expiry: r.RestoreExpiryDate } : {}),
+    },
+  };
 }
 
 /** One key of a DeleteObjects call; with `versionId`, exactly that version is removed. */
@@ -185,15 +206,28 @@ export class S3Store {
    * each object's current version, with its version id (keys whose latest is a delete marker are
    * not there, as ListObjectsV2 would not show them).
    */
-  async *list(bucket: string, prefix: string): AsyncGenerator<ObjectInfo> {
+  async *list(
+    bucket: string,
+    prefix: string,
+    /** Ask for each object's RestoreStatus too (restore-request / restore-status --sources). */
+    opts: { restoreStatus?: boolean } = {},
+  ): AsyncGenerator<ObjectInfo> {
+    const optional = opts.restoreStatus
+      ? { OptionalObjectAttributes: ['RestoreStatus' as const] }
+      : {};
     if (await this.versioning(bucket)) {
-      yield* this.listCurrentVersions(bucket, prefix);
+      yield* this.listCurrentVersions(bucket, prefix, optional);
       return;
     }
     let token: string | undefined;
     for (;;) {
       const page = await this.client.send(
-        new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
+        new ListObjectsV2Command({
+          Bucket: bucket,
+          Prefix: prefix,
+          ContinuationToken: token,
+          ...optional,
+        }),
         this.opts(),
       );
       for (const o of page.Contents ?? []) {
@@ -204,6 +238,7 @@ export class S3Store {
           etag: unquoteEtag(o.ETag),
           lastModified: o.LastModified ?? new Date(0),
           ...(o.StorageClass ? { storageClass: o.StorageClass } : {}),
+          ...listedRestore(o.RestoreStatus),
         };
       }
       if (!page.IsTruncated) return;
@@ -213,7 +248,11 @@ export class S3Store {
     }
   }
 
-  private async *listCurrentVersions(bucket: string, prefix: string): AsyncGenerator<ObjectInfo> {
+  private async *listCurrentVersions(
+    bucket: string,
+    prefix: string,
+    optional: { OptionalObjectAttributes?: 'RestoreStatus'[] },
+  ): AsyncGenerator<ObjectInfo> {
     let keyMarker: string | undefined;
     let versionMarker: string | undefined;
     for (;;) {
@@ -223,6 +262,7 @@ export class S3Store {
           Prefix: prefix,
           KeyMarker: keyMarker,
           VersionIdMarker: versionMarker,
+          ...optional,
         }),
         this.opts(),
       );
@@ -235,6 +275,7 @@ export class S3Store {
           lastModified: v.LastModified ?? new Date(0),
           ...(v.StorageClass ? { storageClass: v.StorageClass } : {}),
           versionId: v.VersionId ?? 'null',
+          ...listedRestore(v.RestoreStatus),
         };
       }
       if (!page.IsTruncated) return;
@@ -244,9 +285,13 @@ export class S3Store {
     }
   }
 
-  async listAll(bucket: string, prefix: string): Promise<ObjectInfo[]> {
+  async listAll(
+    bucket: string,
+    prefix: string,
+    opts: { restoreStatus?: boolean } = {},
+  ): Promise<ObjectInfo[]> {
     const out: ObjectInfo[] = [];
-    for await (const o of this.list(bucket, prefix)) out.push(o);
+    for await (const o of this.list(bucket, prefix, opts)) out.push(o);
     return out;
   }
 
@@ -461,6 +506,7 @@ export class S3Store {
       const code = s3ErrorCode(err);
       if (code === 'RestoreAlreadyInProgress') return 'in-progress';
       if (code === 'GlacierExpeditedRetrievalNotAvailable') return 'expedited-unavailable';
+      if (code === 'InvalidObjectState' && httpStatus(err) === 403) return 'not-archived';
       throw err;
     }
   }

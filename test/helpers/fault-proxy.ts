@@ -14,6 +14,8 @@ export type Fault = 'slowdown' | 'internal' | 'reset' | 'cut';
 
 export interface FaultProxy {
   endpoint: string;
+  /** Every RestoreObject that reached the proxy: `bucket/key` and the XML body the SDK sent. */
+  restores: { path: string; body: string }[];
   /** Faults injected so far, by kind. */
   injected: Record<Fault, number>;
   requests: number;
@@ -45,6 +47,37 @@ export interface FaultProxyOptions {
   count?: (req: IncomingMessage) => boolean;
   /** Rewrites the server's answer to matching requests (e.g. a listing page's XML). */
   rewrite?: (req: IncomingMessage) => ((body: string) => string) | undefined;
+  /**
+   * Emulates Intelligent-Tiering's archive tiers, which no test server has, for these
+   * `bucket/key` paths: listed as INTELLIGENT_TIERING, HEAD says `x-amz-archive-status`, GET
+   * answers 403 InvalidObjectState, until a RestoreObject reaches the key (answered 202 here);
+   * HEAD then says `ongoing-request="true"` for `headsInProgress` HEADs (default 1) and after
+   * that the object is back in a readable tier (RestoreObject: 403 InvalidObjectState).
+   */
+  tiering?: {
+    archived: Set<string>;
+    status: 'ARCHIVE_ACCESS' | 'DEEP_ARCHIVE_ACCESS';
+    headsInProgress?: number;
+  };
+}
+
+/** `bucket/key` of a path-style request, and whether it is a RestoreObject. */
+function s3Target(req: IncomingMessage): {
+  path: string;
+  restore: boolean;
+  /** The bucket a ListObjectsV2 lists; undefined for other requests. */
+  list?: string;
+} {
+  const u = new URL(req.url ?? '/', 'http://proxy');
+  const path = decodeURIComponent(u.pathname.slice(1));
+  const bucket = path.replace(/\/$/, '');
+  const listing =
+    req.method === 'GET' && !bucket.includes('/') && u.searchParams.get('list-type') === '2';
+  return {
+    path,
+    restore: req.method === 'POST' && u.searchParams.has('restore'),
+    ...(listing ? { list: bucket } : {}),
+  };
 }
 
 function rng(seed: number): () => number {
@@ -75,7 +108,24 @@ export async function startFaultProxy(
   const kinds = opts.faults ?? ['slowdown', 'internal', 'reset', 'cut'];
   const injected: Record<Fault, number> = { slowdown: 0, internal: 0, reset: 0, cut: 0 };
   const state = { requests: 0, counted: 0 };
+  const restores: FaultProxy['restores'] = [];
+  /** Per tiered key after its RestoreObject: HEADs left that see the restore in progress. */
+  const restoring = new Map<string, number>();
   const server: Server = createServer((req, res) => {
+    const t = s3Target(req);
+    if (t.restore) {
+      const chunks: Buffer[] = [];
+      req.on('data', (c: Buffer) => chunks.push(c));
+      req.on('end', () => {
+        const body = Buffer.concat(chunks);
+        restores.push({ path: t.path, body: body.toString('utf8') });
+        Promise.resolve(opts.onRequest?.(req)).then(
+          () => handle(req, res, body),
+          () => req.socket.destroy(),
+        );
+      });
+      return;
+    }
     if (opts.inspectBody?.match(req)) {
       const inspect = opts.inspectBody;
       const chunks: Buffer[] = [];
@@ -100,16 +150,80 @@ export async function startFaultProxy(
       handle(req, res);
     }
   });
-  function handle(req: IncomingMessage, res: ServerResponse, body?: Buffer) {
+  function tieredRestore(path: string, res: ServerResponse) {
     state.requests += 1;
+    if (restoring.has(path))
+      return s3Error(res, 409, 'RestoreAlreadyInProgress', 'Object restore is already in progress');
+    restoring.set(path, opts.tiering!.headsInProgress ?? 1);
+    res.writeHead(202, { 'content-length': '0' });
+    res.end();
+  }
+  /** For a tiered key still archived: the headers its HEAD gets, or a GET's 403. */
+  function tiered(req: IncomingMessage, res: ServerResponse): Record<string, string> | undefined {
+    const tiering = opts.tiering;
+    const { path } = s3Target(req);
+    if (!tiering?.archived.has(path)) return undefined;
+    if (req.method === 'GET') {
+      s3Error(
+        res,
+        403,
+        'InvalidObjectState',
+        "The operation is not valid for the object's access tier",
+      );
+      return {};
+    }
+    if (req.method !== 'HEAD') return undefined;
+    const left = restoring.get(path);
+    if (left === 0) {
+      tiering.archived.delete(path);
+      return { 'x-amz-storage-class': 'INTELLIGENT_TIERING' };
+    }
+    const headers: Record<string, string> = {
+      'x-amz-storage-class': 'INTELLIGENT_TIERING',
+      'x-amz-archive-status': tiering.status,
+    };
+    if (left !== undefined) {
+      restoring.set(path, left - 1);
+      headers['x-amz-restore'] = 'ongoing-request="true"';
+    }
+    return headers;
+  }
+  /** A listing with the tiered keys' storage class as S3 lists Intelligent-Tiering objects. */
+  function tieredListing(bucket: string, xml: string): string {
+    const tiering = opts.tiering!;
+    return xml.replace(/<Contents>[\s\S]*?<\/Contents>/g, (c) => {
+      const key = (/<Key>([^<]*)<\/Key>/.exec(c) ?? [])[1];
+      const known =
+        key !== undefined &&
+        (tiering.archived.has(`${bucket}/${key}`) || restoring.has(`${bucket}/${key}`));
+      return known
+        ? c.replace(
+            /<StorageClass>[^<]*<\/StorageClass>/,
+            '<StorageClass>INTELLIGENT_TIERING</StorageClass>',
+          )
+        : c;
+    });
+  }
+  function handle(req: IncomingMessage, res: ServerResponse, body?: Buffer) {
     const fixed = opts.answer?.(req);
     if (fixed) {
+      state.requests += 1;
       if (body) return s3Error(res, fixed.status, fixed.code, fixed.message);
       req.resume();
       req.on('end', () => s3Error(res, fixed.status, fixed.code, fixed.message));
       return;
     }
-    const rewrite = opts.rewrite?.(req);
+    const t = s3Target(req);
+    if (t.restore && opts.tiering?.archived.has(t.path)) return tieredRestore(t.path, res);
+    state.requests += 1;
+    const extraHeaders = tiered(req, res);
+    if (extraHeaders && req.method === 'GET') return;
+    const listed = s3Target(req).list;
+    const rewrite =
+      opts.rewrite?.(req) ??
+      (opts.tiering && listed !== undefined
+        ? (xml: string) => tieredListing(listed, xml)
+        : undefined);
     let fault: Fault | undefined;
     if (!opts.spare?.(req) && random() < opts.rate) {
       fault = kinds[Math.floor(random() * kinds.length)];
@@ -149,7 +263,7 @@ export async function startFaultProxy(
           });
           return;
         }
-        res.writeHead(upRes.statusCode ?? 502, upRes.headers);
+        res.writeHead(upRes.statusCode ?? 502, { ...upRes.headers, ...extraHeaders });
         const length = Number(upRes.headers['content-length'] ?? 0);
         if (fault === 'cut' && length > 1) {
           injected.cut += 1;
@@ -183,6 +297,7 @@ export async function startFaultProxy(
   return {
     endpoint: `http://127.0.0.1:${port}`,
     injected,
+    restores,
     get requests() {
       return state.requests;
     },

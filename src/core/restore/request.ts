@@ -7,7 +7,15 @@ import { poolOptions, runPlates, type PlateResult, type RunOptions } from '../po
 import { checkBuckets } from '../preflight.js';
 import { coldObjects, type ColdObject, type PlateColdObjects, type What } from './cold-objects.js';
 import { estimate, type PriceTable } from './prices.js';
-import { describeState, isReadable, takesDays, tierAllowed, TIERS, type Tier } from './state.js';
+import {
+  describeState,
+  isReadable,
+  takesDays,
+  tierAllowed,
+  TIERS,
+  type ArchiveClass,
+  type Tier,
+} from './state.js';
 
 export interface RestoreRequestOptions extends RunOptions {
   layout: LayoutOptions;
@@ -29,11 +37,11 @@ function toRetrieve(p: PlateColdObjects): ColdObject[] {
 }
 
 /** Each class's bytes and object count to retrieve, and per tier its wait and estimated cost. */
-export function dryRunEstimate(objects: ColdObject[], table: PriceTable) {
+export function dryRunEstimate(objects: { cls: ArchiveClass; size: number }[], table: PriceTable) {
   const byClass = new Map<string, { bytes: number; objects: number }>();
   for (const o of objects) {
     const c = byClass.get(o.cls) ?? { bytes: 0, objects: 0 };
-    c.bytes += o.head.size;
+    c.bytes += o.size;
     c.objects += 1;
     byClass.set(o.cls, c);
   }
@@ -41,19 +49,13 @@ export function dryRunEstimate(objects: ColdObject[], table: PriceTable) {
     cls,
     ...c,
     tiers: TIERS.flatMap((tier) => {
-      const e = estimate(
-        table,
-        cls as Exclude<ColdObject['cls'], 'none'>,
-        tier,
-        c.bytes,
-        c.objects,
-      );
+      const e = estimate(table, cls as Exclude<ArchiveClass, 'none'>, tier, c.bytes, c.objects);
       return e ? [{ tier, wait: e.wait, usd: e.usd }] : [];
     }),
   }));
 }
 
-function dryRunMessage(est: ReturnType<typeof dryRunEstimate>, table: PriceTable): string {
+export function dryRunMessage(est: ReturnType<typeof dryRunEstimate>, table: PriceTable): string {
   if (est.length === 0) return 'nothing to retrieve';
   const parts = est.map(
     (c) =>
@@ -96,7 +98,10 @@ async function requestPlate(
     bytesOut: 0,
   };
   if (opts.dryRun) {
-    const est = dryRunEstimate(retrieve, opts.prices);
+    const est = dryRunEstimate(
+      retrieve.map((o) => ({ cls: o.cls, size: o.head.size })),
+      opts.prices,
+    );
     return {
       ...base,
       status: 'planned',

@@ -85,12 +85,40 @@ export async function restoreStatus(
 ): Promise<PlateResult[]> {
   await checkBuckets(store, [opts.layout.coldBucket]);
   const once = (plates: PlateRow[], onDone?: RunOptions['onDone']) =>
-    runPlates(plates, (plate, signal) => statusPlate(store.withSignal(signal), opts, plate), {
-      ...poolOptions({ ...opts, plates }, 'restore-status'),
-      ...(onDone ? { onDone } : {}),
-    });
-  if (!opts.wait) return once(opts.plates, opts.onDone);
+    runPlates(
+      plates,
+      (plate, signal) => statusPlate(store.withSignal(signal), opts, plate),
+      lookPool(opts, plates, onDone),
+    );
+  return pollPlates(opts, once);
+}
 
+/**
+ * The pool of one look at `plates`: onDone is the caller's for the last look only, so --wait
+ * shows each plate once (its final answer), not once per poll.
+ */
+export function lookPool(
+  opts: RunOptions & { layout: LayoutOptions },
+  plates: PlateRow[],
+  onDone: RunOptions['onDone'],
+) {
+  const pool = poolOptions({ ...opts, plates }, 'restore-status');
+  delete pool.onDone;
+  return onDone ? { ...pool, onDone } : pool;
+}
+
+const isWaiting = (r: PlateResult) => r.status === 'restoring' || r.status === 'not restored';
+
+/**
+ * Without `wait`, one look. With it, looks again at the plates still restoring or not restored
+ * until none are, or fails those still waiting at the timeout (restore-status, with or without
+ * --sources).
+ */
+export async function pollPlates(
+  opts: Pick<RestoreStatusOptions, 'plates' | 'wait' | 'signal' | 'onPoll' | 'onDone'>,
+  once: (plates: PlateRow[], onDone?: RunOptions['onDone']) => Promise<PlateResult[]>,
+): Promise<PlateResult[]> {
+  if (!opts.wait) return once(opts.plates, opts.onDone);
   const deadline = Date.now() + opts.wait.timeoutMs;
   const delay = pollDelays(opts.wait.pollMs);
   const final = new Map<string, PlateResult>();
@@ -98,19 +126,12 @@ export async function restoreStatus(
   for (;;) {
     const results = await once(pending);
     for (const r of results) final.set(r.plateId, r);
-    const next = pending.filter((p, i) => {
-      const s = results[i]!.status;
-      return s === 'restoring' || s === 'not restored';
-    });
-    pending = next;
+    pending = pending.filter((_, i) => isWaiting(results[i]!));
     if (pending.length === 0 || opts.signal.aborted) break;
     const left = deadline - Date.now();
     if (left <= 0) break;
     const wait = Math.min(delay(), left);
-    opts.onPoll?.(
-      results.filter((r) => r.status === 'restoring' || r.status === 'not restored'),
-      wait,
-    );
+    opts.onPoll?.(results.filter(isWaiting), wait);
     await sleep(wait, opts.signal);
   }
   const out = opts.plates.map((p) => {
