@@ -1,0 +1,110 @@
+import { Worker } from 'node:worker_threads';
+import { compressSlotsBuffer } from '../../archive/compress-limit.js';
+import type { DiskBudget } from '../disk.js';
+import type { PlateResult } from '../pool.js';
+import {
+  deserializeError,
+  serializeError,
+  type MainMessage,
+  type PlateJob,
+  type WorkerMessage,
+} from './protocol.js';
+
+export interface PlateHooks {
+  /** Source bytes written for the plate since the last call. */
+  progress?: (bytes: number) => void;
+  onPlan?: (bytes: number) => void;
+  /** The run's tmpdir budget, which the worker reserves from by message. */
+  disk?: DiskBudget;
+}
+
+/**
+ * Runs one plate on a worker thread of its own (plate-worker.ts) and resolves with its result,
+ * or rejects with its error, typed as it was thrown there. An abort of `signal` is passed on;
+ * the worker's own cleanup runs before this settles, and the thread is gone once it has.
+ */
+export async function runPlateInWorker(
+  job: Omit<PlateJob, 'compressSlots'>,
+  signal: AbortSignal,
+  hooks: PlateHooks,
+): Promise<Omit<PlateResult, 'seconds'>> {
+  const worker = new Worker(new URL('./plate-worker.js', import.meta.url), {
+    workerData: { ...job, compressSlots: compressSlotsBuffer() } satisfies PlateJob,
+    name: `plate ${job.plate.plateId}`,
+  });
+  const send = (m: MainMessage) => worker.postMessage(m);
+  const onAbort = () => send({ type: 'abort', reason: String(errorText(signal.reason)) });
+  const held = new DiskHolds(hooks.disk, send);
+  try {
+    return await new Promise<Omit<PlateResult, 'seconds'>>((resolve, reject) => {
+      signal.addEventListener('abort', onAbort, { once: true });
+      if (signal.aborted) onAbort();
+      worker.on('message', (m: WorkerMessage) => {
+        if (m.type === 'progress') hooks.progress?.(m.bytes);
+        else if (m.type === 'plan') hooks.onPlan?.(m.bytes);
+        else if (m.type === 'reserve') held.reserve(m.id, m.need);
+        else if (m.type === 'release') held.release(m.id);
+        else if (m.type === 'done') resolve(m.result);
+        else reject(deserializeError(m.error));
+      });
+      // An exception nothing in the worker caught, or a thread that ended without a word.
+      worker.on('error', reject);
+      worker.on('exit', (code) =>
+        reject(new Error(`the plate's worker thread exited (code ${code}) before it finished`)),
+      );
+    });
+  } finally {
+    signal.removeEventListener('abort', onAbort);
+    held.releaseAll();
+    await worker.terminate();
+  }
+}
+
+function errorText(reason: unknown): string {
+  return reason instanceof Error ? reason.message : String(reason);
+}
+
+/** The main thread's side of a worker's tmpdir reservations. */
+class DiskHolds {
+  private readonly holds = new Map<number, { cancel: AbortController; release?: () => void }>();
+
+  constructor(
+    private readonly disk: DiskBudget | undefined,
+    private readonly send: (m: MainMessage) => void,
+  ) {}
+
+  reserve(id: number, need: number): void {
+    if (!this.disk) {
+      this.send({ type: 'reserved', id });
+      return;
+    }
+    const hold: { cancel: AbortController; release?: () => void } = {
+      cancel: new AbortController(),
+    };
+    this.holds.set(id, hold);
+    this.disk
+      .reserve(need, hold.cancel.signal, () => this.send({ type: 'waiting', id }))
+      .then((release) => {
+        if (hold.cancel.signal.aborted) return release();
+        hold.release = release;
+        this.send({ type: 'reserved', id });
+      })
+      .catch((err: unknown) => {
+        if (!hold.cancel.signal.aborted)
+          this.send({ type: 'reserve-failed', id, error: serializeError(err) });
+      });
+  }
+
+  release(id: number): void {
+    const hold = this.holds.get(id);
+    this.holds.delete(id);
+    if (!hold) return;
+    if (hold.release) hold.release();
+    else hold.cancel.abort();
+  }
+
+  /** Whatever the worker still held when it ended. */
+  releaseAll(): void {
+    for (const id of [...this.holds.keys()]) this.release(id);
+  }
+}
