@@ -8,8 +8,16 @@ import { availableParallelism } from 'node:os';
  */
 export const COMPRESS_SLOTS = availableParallelism() + 1;
 
-/** libuv threads the CLI asks for: the compression slots plus two for file I/O (libuv's default is 4). */
-export const THREADPOOL_SIZE = Math.max(4, COMPRESS_SLOTS + 2);
+/**
+ * libuv threads the CLI asks for (libuv's default is 4): the compression slots, two for file
+ * I/O, and one per four cores for the md5s of the sources and tarballs, which run there too
+ * (integrity/etag.ts) at ~1.3 CPU-s per GB hashed: a quarter of the cores hashes as fast as the
+ * rest compress.
+ */
+export const THREADPOOL_SIZE = Math.max(
+  4,
+  COMPRESS_SLOTS + 2 + Math.ceil(availableParallelism() / 4),
+);
 
 /**
  * Slots in use, counted in memory every thread of the process shares: plates run on worker
