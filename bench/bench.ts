@@ -410,6 +410,8 @@ interface VariantResult {
 /** --max-procs of the users' runs: the loops a process that gives each plate its own has. */
 const PROJECTED_LOOPS = 10;
 const PROJECTED_CORES = [2, 16, 64];
+/** Threads named in the JSON, busiest first. */
+const TOP_THREADS = 12;
 
 interface ThreadFigures {
   /** CPU-s per GB (10^9) of source: every thread of the command's tree. */
@@ -424,6 +426,8 @@ interface ThreadFigures {
   plateLoopPerGB?: number;
   /** GB/s: min(cores / totalPerGB, 1 / mainPerGB, loops / plateLoopPerGB) at PROJECTED_LOOPS. */
   ceilingGBps: Record<string, number>;
+  /** The busiest threads: main, a plate's loop, or another (libuv's pool, V8's, the SDK's). */
+  top: { tid: number; seconds: number; role: string }[];
 }
 
 /** Plate id -> {os thread id, source bytes}, from the plate logs' `tid` and "listed sources" lines. */
@@ -491,6 +495,14 @@ function threadFigures(
     plateLoops: loops.size,
     ...(plateLoopPerGB !== undefined ? { plateLoopPerGB } : {}),
     ceilingGBps,
+    top: [...threads]
+      .sort((a, b) => b.ticks - a.ticks)
+      .slice(0, TOP_THREADS)
+      .map((t) => ({
+        tid: t.tid,
+        seconds: secs(t),
+        role: t.tid === nodePid ? 'main' : loops.has(t.tid) ? 'plate loop' : 'other',
+      })),
   };
 }
 
