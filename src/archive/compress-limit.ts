@@ -31,9 +31,32 @@ export function compressSlotsBuffer(): SharedArrayBuffer {
   return used.buffer as SharedArrayBuffer;
 }
 
-/** In a worker thread: count against the process's counter, not this thread's own. */
-export function shareCompressSlots(buffer: SharedArrayBuffer): void {
-  used = new Int32Array(buffer);
+/** The slots this thread holds, where the thread that started it can read them. */
+let held = new Int32Array(new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT));
+
+/** A cell for a worker's own count of slots, to hand to it with the counter. */
+export function newSlotCell(): SharedArrayBuffer {
+  return new SharedArrayBuffer(Int32Array.BYTES_PER_ELEMENT);
+}
+
+/**
+ * In a worker thread: count against the process's counter, not this thread's own, and keep
+ * the slots it holds in `mine`.
+ */
+export function shareCompressSlots(counter: SharedArrayBuffer, mine: SharedArrayBuffer): void {
+  used = new Int32Array(counter);
+  held = new Int32Array(mine);
+}
+
+/**
+ * Gives back what a worker that has ended still held: a worker terminated after its plate
+ * failed never runs the releases of the blocks it had in flight.
+ */
+export function returnSlots(mine: SharedArrayBuffer): void {
+  const n = Atomics.exchange(new Int32Array(mine), 0, 0);
+  if (n <= 0) return;
+  Atomics.sub(used, 0, n);
+  Atomics.notify(used, 0, n);
 }
 
 /** Atomics.waitAsync (Node >= 16; TypeScript types it from lib es2024 only). */
@@ -54,7 +77,10 @@ async function takeSlot(): Promise<void> {
   for (;;) {
     const n = Atomics.load(used, 0);
     if (n < COMPRESS_SLOTS) {
-      if (Atomics.compareExchange(used, 0, n, n + 1) === n) return;
+      if (Atomics.compareExchange(used, 0, n, n + 1) === n) {
+        Atomics.add(held, 0, 1);
+        return;
+      }
       continue;
     }
     // Sleeps (off this loop's CPU) until a release anywhere changes the count; the timer keeps
@@ -68,6 +94,7 @@ async function takeSlot(): Promise<void> {
 }
 
 function giveSlot(): void {
+  Atomics.sub(held, 0, 1);
   Atomics.sub(used, 0, 1);
   Atomics.notify(used, 0, 1);
 }

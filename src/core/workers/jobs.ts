@@ -12,7 +12,7 @@ function common(
   opts: { log: { level: string }; logDir?: string },
   s3: S3Options,
   plate: PlateRow,
-): Omit<PlateJob, 'compressSlots' | 'work'> {
+): Omit<PlateJob, 'compressSlots' | 'compressHeld' | 'work'> {
   return { plate, s3, logLevel: opts.log.level, ...(opts.logDir ? { logDir: opts.logDir } : {}) };
 }
 

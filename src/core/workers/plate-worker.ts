@@ -45,7 +45,7 @@ async function runJob(
 
 async function main(port: MessagePort, job: PlateJob): Promise<void> {
   const send = (m: WorkerMessage) => port.postMessage(m);
-  shareCompressSlots(job.compressSlots);
+  shareCompressSlots(job.compressSlots, job.compressHeld);
   const ctl = new AbortController();
   const capacity = job.work.command === 'archive' ? job.work.opts.diskCapacity : undefined;
   const disk = capacity === undefined ? undefined : new RemoteDiskBudget(capacity, port);

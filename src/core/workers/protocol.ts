@@ -28,8 +28,9 @@ export interface PlateJob {
   s3: S3Options;
   logLevel: string;
   logDir?: string;
-  /** The process's compression slot counter (archive/compress-limit.ts). */
+  /** The process's compression slot counter, and this worker's own count (compress-limit.ts). */
   compressSlots: SharedArrayBuffer;
+  compressHeld: SharedArrayBuffer;
   work: ArchiveJob | VerifyJob;
 }
 

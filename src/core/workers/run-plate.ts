@@ -1,5 +1,5 @@
 import { Worker } from 'node:worker_threads';
-import { compressSlotsBuffer } from '../../archive/compress-limit.js';
+import { compressSlotsBuffer, newSlotCell, returnSlots } from '../../archive/compress-limit.js';
 import type { DiskBudget } from '../disk.js';
 import type { PlateResult } from '../pool.js';
 import {
@@ -31,18 +31,23 @@ export interface PlateHooks {
  * the worker's own cleanup runs before this settles, and the thread is gone once it has.
  */
 export async function runPlateInWorker(
-  job: Omit<PlateJob, 'compressSlots'>,
+  job: Omit<PlateJob, 'compressSlots' | 'compressHeld'>,
   signal: AbortSignal,
   hooks: PlateHooks,
 ): Promise<Omit<PlateResult, 'seconds'>> {
+  const held = newSlotCell();
   const worker = new Worker(new URL('./plate-worker.js', import.meta.url), {
-    workerData: { ...job, compressSlots: compressSlotsBuffer() } satisfies PlateJob,
+    workerData: {
+      ...job,
+      compressSlots: compressSlotsBuffer(),
+      compressHeld: held,
+    } satisfies PlateJob,
     name: `plate ${job.plate.plateId}`,
     resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },
   });
   const send = (m: MainMessage) => worker.postMessage(m);
   const onAbort = () => send({ type: 'abort', reason: String(errorText(signal.reason)) });
-  const held = new DiskHolds(hooks.disk, send);
+  const holds = new DiskHolds(hooks.disk, send);
   try {
     return await new Promise<Omit<PlateResult, 'seconds'>>((resolve, reject) => {
       signal.addEventListener('abort', onAbort, { once: true });
@@ -50,8 +55,8 @@ export async function runPlateInWorker(
       worker.on('message', (m: WorkerMessage) => {
         if (m.type === 'progress') hooks.progress?.(m.bytes);
         else if (m.type === 'plan') hooks.onPlan?.(m.bytes);
-        else if (m.type === 'reserve') held.reserve(m.id, m.need);
-        else if (m.type === 'release') held.release(m.id);
+        else if (m.type === 'reserve') holds.reserve(m.id, m.need);
+        else if (m.type === 'release') holds.release(m.id);
         else if (m.type === 'done') resolve(m.result);
         else reject(deserializeError(m.error));
       });
@@ -63,8 +68,9 @@ export async function runPlateInWorker(
     });
   } finally {
     signal.removeEventListener('abort', onAbort);
-    held.releaseAll();
+    holds.releaseAll();
     await worker.terminate();
+    returnSlots(held);
   }
 }
 
