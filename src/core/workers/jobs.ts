@@ -3,6 +3,7 @@ import type { S3Options } from '../../s3/client.js';
 import type { ArchiveRunOptions } from '../archive.js';
 import type { PlateResult } from '../pool.js';
 import type { VerifyRunOptions } from '../verify.js';
+import type { Prepared, RestoreOptions } from '../restore/restore.js';
 import type { ArchiveJob, PlateJob } from './protocol.js';
 import { runPlateInWorker } from './run-plate.js';
 
@@ -68,4 +69,26 @@ export function verifyInWorker(
     opts: { layout: opts.layout, deep: opts.deep, toolVersion: opts.toolVersion },
   };
   return runPlateInWorker({ ...common(opts, s3, plate), work }, signal, { log: opts.log });
+}
+
+/** One prepared plate of restore on a worker thread of its own. */
+export function restoreInWorker(
+  opts: RestoreOptions,
+  s3: S3Options,
+  plate: PlateRow,
+  prep: Prepared,
+  signal: AbortSignal,
+): Result {
+  const { to, what, includes, excludes, overwrite, dryRun, toolVersion, progress, onPlan } = opts;
+  const work = {
+    command: 'restore' as const,
+    opts: { to, what, includes, excludes, overwrite, dryRun, toolVersion },
+    prep,
+  };
+  const id = plate.plateId;
+  return runPlateInWorker({ ...common(opts, s3, plate), work }, signal, {
+    ...(progress ? { progress: (n: number) => progress(id, n) } : {}),
+    ...(onPlan ? { onPlan: (n: number) => onPlan(id, n) } : {}),
+    log: opts.log,
+  });
 }

@@ -25,6 +25,18 @@ async function runJob(
     const { verifyPlate } = await import('../verify.js');
     return verifyPlate(store, job.work.opts, job.plate, log);
   }
+  if (job.work.command === 'restore') {
+    const { restorePrepared } = await import('../restore/restore.js');
+    return restorePrepared(
+      store,
+      {
+        ...job.work.opts,
+        progress: (_plate, n) => hooks.progress(n),
+        onPlan: (_plate, bytes) => send({ type: 'plan', bytes }),
+      },
+      job.work.prep,
+    );
+  }
   const { archivePlate } = await import('../archive.js');
   const { engine, diskCapacity, ...opts } = job.work.opts;
   void diskCapacity;
@@ -62,7 +74,11 @@ async function main(port: MessagePort, job: PlateJob): Promise<void> {
   // Lines for stderr are written by the main thread, where the progress display is drawn.
   const base = forwardingLogger(job.logLevel, (line) => send({ type: 'log', line }));
   const runLog = forwardingLogger(job.logLevel, (line) => send({ type: 'run-log', line }));
-  const log = plateLogger(base, job.plate.plateId, job.logDir);
+  // restore keeps no plate log (in-process it never did).
+  const log =
+    job.work.command === 'restore'
+      ? base.child({ plate: job.plate.plateId })
+      : plateLogger(base, job.plate.plateId, job.logDir);
   const client = createS3Client(job.s3);
   try {
     const result = await runJob(job, new S3Store(client, ctl.signal), log, port, {

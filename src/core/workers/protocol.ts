@@ -12,6 +12,7 @@ import type { PlateResult } from '../pool.js';
 import type { GzipEngineName } from '../../archive/gzip-engine.js';
 import type { ArchiveOptions } from '../archive.js';
 import type { VerifyOptions } from '../verify.js';
+import type { Prepared, RestorePlateOptions } from '../restore/restore.js';
 
 /** archive's options for one plate; what cannot be cloned goes as data (engine name, disk size). */
 export interface ArchiveJob {
@@ -28,6 +29,13 @@ export interface VerifyJob {
   opts: VerifyOptions;
 }
 
+/** restore's options for one plate, and what was read of it before anything was written. */
+export interface RestoreJob {
+  command: 'restore';
+  opts: Omit<RestorePlateOptions, 'onPlan' | 'progress'>;
+  prep: Prepared;
+}
+
 /** Everything a worker needs for one plate, as plain data (workerData is a structured clone). */
 export interface PlateJob {
   plate: PlateRow;
@@ -37,7 +45,7 @@ export interface PlateJob {
   /** The process's compression slot counter, and this worker's own count (compress-limit.ts). */
   compressSlots: SharedArrayBuffer;
   compressHeld: SharedArrayBuffer;
-  work: ArchiveJob | VerifyJob;
+  work: ArchiveJob | VerifyJob | RestoreJob;
 }
 
 export interface SerializedError {
