@@ -8,6 +8,8 @@ export const EXIT = {
   platesFailed: 1,
   usage: 2,
   mismatch: 3,
+  /** EX_TEMPFAIL: nothing failed, but some plates wait for restores; re-run later. */
+  waiting: 75,
   sigint: 130,
   sigterm: 143,
 } as const;
@@ -17,6 +19,7 @@ export function exitCodeForResults(results: PlateResult[], interruptedBy?: NodeJ
   if (results.some((r) => r.status === 'failed' || r.status === 'interrupted'))
     return EXIT.platesFailed;
   if (results.some((r) => r.status === 'mismatch')) return EXIT.mismatch;
+  if (results.some((r) => r.status === 'waiting')) return EXIT.waiting;
   return EXIT.ok;
 }
 

@@ -23,6 +23,8 @@ export type PlateStatus =
   | 'partial'
   // restore-request, restore-status, restore
   | 'requested'
+  // archive --restore-sources: its sources are being restored; not archived yet
+  | 'waiting'
   | 'restoring'
   | 'not restored'
   | 'readable'

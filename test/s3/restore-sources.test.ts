@@ -555,11 +555,11 @@ for (const name of testServerNames('glacier')) {
       const both = { plates: [P1, PLATE_B] };
 
       const first = await c.run('archive', ['--restore-sources', '--json'], both);
-      assert.equal(first.code, 0, first.stderr + first.stdout);
+      assert.equal(first.code, 75, first.stderr + first.stdout);
       const [b1, p1] = plateLines(first.stdout);
       assert.equal(b1!.plateId, PLATE_B.plateId);
       assert.equal(b1!.status, 'archived');
-      assert.equal(p1!.status, 'requested');
+      assert.equal(p1!.status, 'waiting');
       assert.match(
         String(p1!.message),
         /2 restore\(s\) requested \(Standard\), 0 in progress; .*run this same imgbackup archive --restore-sources again once imgbackup restore-status --sources says readable \(archived plates are skipped\), or add --wait/,

@@ -50,7 +50,7 @@ export async function archiveRestoringSources(
     if (!opts.wait) {
       for (const p of plates) {
         const r = byId.get(p.plateId)!;
-        done({ ...r, message: `${r.message}; ${RERUN_LATER}` });
+        done({ ...r, status: 'waiting', message: `${r.message}; ${RERUN_LATER}` });
       }
       return;
     }

@@ -24,27 +24,18 @@ export function archiveInWorker(
   plate: PlateRow,
   signal: AbortSignal,
 ): Result {
-  // What is not data stays here: the worker gets its name, its size, or a message per call.
-  const {
-    log,
-    engine,
-    progress,
-    onPlan,
-    disk,
-    plates,
-    maxProcs,
-    signal: _runSignal,
-    logDir,
-    onStart,
-    onDone,
-    s3: _s3,
-    ...data
-  } = opts;
-  void [log, plates, maxProcs, _runSignal, logDir, onStart, onDone, _s3];
+  // Only data crosses, named one by one: a callback or other option added to a run (such as
+  // archive --restore-sources' own) stays on this thread instead of failing to clone.
+  const { log, engine, progress, onPlan, disk } = opts;
   const work: ArchiveJob = {
     command: 'archive',
     opts: {
-      ...data,
+      layout: opts.layout,
+      tmpdir: opts.tmpdir,
+      level: opts.level,
+      readAhead: opts.readAhead,
+      ...(opts.dryRun !== undefined ? { dryRun: opts.dryRun } : {}),
+      ...(opts.stream !== undefined ? { stream: opts.stream } : {}),
       ...(engine ? { engine: engine.name } : {}),
       ...(disk ? { diskCapacity: disk.capacity } : {}),
     },
