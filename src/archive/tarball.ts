@@ -67,9 +67,8 @@ class HashTap extends Transform {
     super();
   }
   override _transform(chunk: Buffer, _e: BufferEncoding, done: TransformCallback): void {
-    // Hashed on the thread pool; the chunk goes on once hashed, so the part md5s always cover
-    // every byte passed downstream (the uploads take them from here).
-    this.hasher.updateAsync(chunk).then(() => done(null, chunk), done);
+    this.hasher.update(chunk);
+    done(null, chunk);
   }
 }
 

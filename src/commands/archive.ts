@@ -179,7 +179,6 @@ Examples:
       engine,
       readAhead: DEFAULT_READ_AHEAD,
       log: ctx.log,
-      s3: ctx.s3,
       maxProcs: f.maxProcs,
       signal,
       ...(f.logDir ? { logDir: f.logDir } : {}),

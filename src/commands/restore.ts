@@ -104,7 +104,6 @@ Examples:
       maxProcs: f.maxProcs,
       signal,
       log: ctx.log,
-      s3: ctx.s3,
       ...(f.logDir ? { logDir: f.logDir } : {}),
       onStart: reporter.onStart,
       onDone: reporter.onDone,
