@@ -15,7 +15,14 @@ const pkg = JSON.parse(readFileSync(new URL('../../../package.json', import.meta
 function versionOf(env: NodeJS.ProcessEnv = {}): string {
   const r = spawnSync(process.execPath, [BIN, '--version'], {
     encoding: 'utf8',
-    env: { PATH: process.env.PATH, ...env },
+    // IMGBACKUP_NO_ADDON of the run reaches the CLI, as BUILT (what this test expects) sees it
+    env: {
+      PATH: process.env.PATH,
+      ...(process.env.IMGBACKUP_NO_ADDON
+        ? { IMGBACKUP_NO_ADDON: process.env.IMGBACKUP_NO_ADDON }
+        : {}),
+      ...env,
+    },
   });
   assert.equal(r.status, 0, r.stderr);
   assert.equal(r.stderr, '');
