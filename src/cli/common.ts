@@ -6,6 +6,7 @@ import { createLogger, type Logger } from '../log/log.js';
 import { readPlatesCsv, type PlateRow } from '../plates/plates-csv.js';
 import { createS3Client, DEFAULT_MAX_ATTEMPTS } from '../s3/client.js';
 import { S3Store } from '../s3/store.js';
+import type { RunOptions } from '../core/pool.js';
 import type { Reporter } from './reporter.js';
 
 export interface CommonFlags {
@@ -117,6 +118,23 @@ export async function buildContext(
     log,
     flags,
     signal,
+  };
+}
+
+/** What every plate command hands core: its plates, layout, pool size, log and reporter. */
+export function runOptions(
+  ctx: Context,
+  reporter: Pick<Reporter, 'onStart' | 'onDone'>,
+): RunOptions & { layout: LayoutOptions } {
+  return {
+    layout: ctx.layout,
+    plates: ctx.plates,
+    maxProcs: ctx.flags.maxProcs,
+    signal: ctx.signal,
+    log: ctx.log,
+    ...(ctx.flags.logDir ? { logDir: ctx.flags.logDir } : {}),
+    onStart: reporter.onStart,
+    onDone: reporter.onDone,
   };
 }
 

@@ -18,6 +18,7 @@ import {
   defaultTmpdir,
   positiveInt,
   type CommonFlags,
+  runOptions,
 } from '../cli/common.js';
 import type { CommandSpec } from '../cli/command-spec.js';
 import { formatBytes } from '../cli/render.js';
@@ -172,18 +173,12 @@ Examples:
           })
         : archive(ctx.store, o);
     const results = await run({
+      ...runOptions(ctx, reporter),
       layout: { ...ctx.layout, compressed: f.compress },
-      plates: ctx.plates,
       tmpdir: f.tmpdir,
       level: f.compressionLevel,
       engine,
       readAhead: DEFAULT_READ_AHEAD,
-      log: ctx.log,
-      maxProcs: f.maxProcs,
-      signal,
-      ...(f.logDir ? { logDir: f.logDir } : {}),
-      onStart: reporter.onStart,
-      onDone: reporter.onDone,
       progress: reporter.progress,
       onPlan,
       ...(f.dryRun ? { dryRun: true } : {}),

@@ -1,5 +1,5 @@
 import { collectDeletes } from '../core/delete.js';
-import { addCommonOptions, buildContext, type CommonFlags } from '../cli/common.js';
+import { addCommonOptions, buildContext, type CommonFlags, runOptions } from '../cli/common.js';
 import type { CommandSpec } from '../cli/command-spec.js';
 
 export function defaultPlanPath(out: string): string {
@@ -35,16 +35,9 @@ Examples:
     const ctx = await buildContext(f, signal, reporter);
     const planOut = f.plan ?? defaultPlanPath(f.out);
     const { results, written } = await collectDeletes(ctx.store, {
-      layout: ctx.layout,
-      plates: ctx.plates,
+      ...runOptions(ctx, reporter),
       out: f.out,
       planOut,
-      maxProcs: f.maxProcs,
-      signal,
-      log: ctx.log,
-      ...(f.logDir ? { logDir: f.logDir } : {}),
-      onStart: reporter.onStart,
-      onDone: reporter.onDone,
     });
     reporter.note(
       written

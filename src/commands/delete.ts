@@ -5,7 +5,7 @@ import { createInterface } from 'node:readline/promises';
 import { deletePlates, parsePlan, writeAtomically } from '../core/delete.js';
 import type { PlateResult } from '../core/pool.js';
 import { UsageError } from '../errors.js';
-import { addCommonOptions, buildContext, type CommonFlags } from '../cli/common.js';
+import { addCommonOptions, buildContext, type CommonFlags, runOptions } from '../cli/common.js';
 import type { CommandSpec } from '../cli/command-spec.js';
 import { formatBytes } from '../cli/render.js';
 
@@ -114,17 +114,10 @@ Examples:
     }
     const would = new Map<string, WouldDelete[]>();
     const results: PlateResult[] = await deletePlates(ctx.store, {
-      layout: ctx.layout,
-      plates: ctx.plates,
-      maxProcs: f.maxProcs,
-      signal,
-      log: ctx.log,
+      ...runOptions(ctx, reporter),
       dryRun: f.dryRun === true,
       forceUnverified: f.forceUnverified === true,
       ...(plan ? { plan } : {}),
-      ...(f.logDir ? { logDir: f.logDir } : {}),
-      onStart: reporter.onStart,
-      onDone: reporter.onDone,
       onNote: (text) => reporter.note(text),
       onWouldDelete: (plate, bucket, key, size) => {
         const keys = would.get(plate) ?? [];

@@ -1,4 +1,10 @@
-import { addCommonOptions, buildContext, positiveInt, type CommonFlags } from '../cli/common.js';
+import {
+  addCommonOptions,
+  buildContext,
+  positiveInt,
+  type CommonFlags,
+  runOptions,
+} from '../cli/common.js';
 import type { CommandSpec } from '../cli/command-spec.js';
 import { loadPrices } from '../core/restore/prices.js';
 import { restoreRequest } from '../core/restore/request.js';
@@ -117,18 +123,11 @@ Examples:
         ...(f.ledger ? { ledger: f.ledger } : {}),
       });
     const common = {
-      layout: ctx.layout,
-      plates: ctx.plates,
+      ...runOptions(ctx, reporter),
       tier: f.tier,
       days: f.days,
       dryRun: f.dryRun === true,
       prices,
-      maxProcs: f.maxProcs,
-      signal,
-      log: ctx.log,
-      ...(f.logDir ? { logDir: f.logDir } : {}),
-      onStart: reporter.onStart,
-      onDone: reporter.onDone,
     };
     if (f.sources)
       return restoreRequestSources(ctx.store, {

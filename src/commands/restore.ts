@@ -1,7 +1,7 @@
 import { constants } from 'node:fs';
 import { access, stat } from 'node:fs/promises';
 import { resolve } from 'node:path';
-import { addCommonOptions, buildContext, type CommonFlags } from '../cli/common.js';
+import { addCommonOptions, buildContext, type CommonFlags, runOptions } from '../cli/common.js';
 import type { CommandSpec } from '../cli/command-spec.js';
 import { restore, type Destination } from '../core/restore/restore.js';
 import { UsageError } from '../errors.js';
@@ -92,8 +92,7 @@ Examples:
     const ctx = await buildContext(f, signal);
     reporter.setTotal(ctx.plates.length);
     return restore(ctx.store, {
-      layout: ctx.layout,
-      plates: ctx.plates,
+      ...runOptions(ctx, reporter),
       what: f.what,
       to,
       includes: f.include,
@@ -101,12 +100,6 @@ Examples:
       overwrite: f.overwrite === true,
       dryRun: f.dryRun === true,
       toolVersion: version,
-      maxProcs: f.maxProcs,
-      signal,
-      log: ctx.log,
-      ...(f.logDir ? { logDir: f.logDir } : {}),
-      onStart: reporter.onStart,
-      onDone: reporter.onDone,
       onPlan: reporter.onPlan,
       progress: reporter.progress,
     });

@@ -1,5 +1,5 @@
 import { verify } from '../core/verify.js';
-import { addCommonOptions, buildContext, type CommonFlags } from '../cli/common.js';
+import { addCommonOptions, buildContext, type CommonFlags, runOptions } from '../cli/common.js';
 import type { CommandSpec } from '../cli/command-spec.js';
 
 export const verifyCommand: CommandSpec = {
@@ -30,16 +30,9 @@ Examples:
     const f = flags as unknown as CommonFlags & { deep?: boolean };
     const ctx = await buildContext(f, signal, reporter);
     return verify(ctx.store, {
-      layout: ctx.layout,
-      plates: ctx.plates,
+      ...runOptions(ctx, reporter),
       deep: f.deep === true,
       toolVersion: version,
-      maxProcs: f.maxProcs,
-      signal,
-      log: ctx.log,
-      ...(f.logDir ? { logDir: f.logDir } : {}),
-      onStart: reporter.onStart,
-      onDone: reporter.onDone,
     });
   },
 };
