@@ -113,6 +113,22 @@ export function expectedListing(objects: GroundTruth): string {
   return Buffer.concat(lines.sort(Buffer.compare)).toString('utf8');
 }
 
+/** Uploads the plates' objects and their siblings' (SIBLINGS) to `bucket`; returns all of them. */
+export async function uploadPlates(
+  client: S3Client,
+  bucket: string,
+  plates: FixturePlate[],
+  objects: (p: FixturePlate) => GroundTruth = (p) => plateObjects(p),
+): Promise<GroundTruth> {
+  const truth: GroundTruth = new Map();
+  for (const p of [...plates, ...SIBLINGS]) {
+    const o = objects(p);
+    for (const [k, v] of o) truth.set(k, v);
+    await uploadAll(client, bucket, o);
+  }
+  return truth;
+}
+
 export async function writePlatesCsv(plates: FixturePlate[], dir?: string): Promise<string> {
   const d = dir ?? (await mkdtemp(join(tmpdir(), 'imgbackup-csv-')));
   const file = join(d, 'plates.csv');

@@ -22,7 +22,7 @@ import {
   PROJECT,
   SIBLINGS,
   sourcePrefixes,
-  uploadAll,
+  uploadPlates,
   writePlatesCsv,
   type FixturePlate,
 } from '../helpers/fixtures.js';
@@ -55,12 +55,7 @@ for (const name of testServerNames()) {
     async function setup(plates: FixturePlate[], objs = (p: FixturePlate) => plateObjects(p)) {
       const live = await suite.server.newBucket('live');
       const cold = await suite.server.newBucket('cold');
-      const truth = new Map<string, Buffer>();
-      for (const p of [...plates, ...SIBLINGS]) {
-        const o = objs(p);
-        for (const [k, v] of o) truth.set(k, v);
-        await uploadAll(suite.client, live, o);
-      }
+      const truth = await uploadPlates(suite.client, live, plates, objs);
       const dir = await mkdtemp(join(suite.work, 'case-'));
       const csv = await writePlatesCsv(plates, dir);
       const run = (cmd: string, extra: string[] = [], endpoint = suite.server.endpoint) =>

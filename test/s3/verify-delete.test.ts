@@ -9,11 +9,11 @@ import { runCli, serverEnv, plateArgs } from '../helpers/cli.js';
 import {
   BATCH,
   md5hex,
-  plateObjects,
   PROJECT,
   SIBLINGS,
   sourcePrefixes,
   uploadAll,
+  uploadPlates,
   writePlatesCsv,
   type FixturePlate,
 } from '../helpers/fixtures.js';
@@ -33,12 +33,7 @@ for (const name of testServerNames()) {
     async function setup(plates: FixturePlate[]) {
       const live = await suite.server.newBucket('live');
       const cold = await suite.server.newBucket('cold');
-      const truth = new Map<string, Buffer>();
-      for (const p of [...plates, ...SIBLINGS]) {
-        const objs = plateObjects(p);
-        for (const [k, v] of objs) truth.set(k, v);
-        await uploadAll(suite.client, live, objs);
-      }
+      const truth = await uploadPlates(suite.client, live, plates);
       const dir = await mkdtemp(join(suite.work, 'case-'));
       const csv = await writePlatesCsv(plates, dir);
       const run = (cmd: string, extra: string[] = []) =>
