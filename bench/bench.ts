@@ -1,21 +1,27 @@
 // `npm run bench`: imgbackup archive against the workflow it replaces, side by side, on the same
 // synthetic plates in an in-process s3rver. See bench/README.md.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, totalmem, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Worker } from 'node:worker_threads';
+import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import {
-  DeleteObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-  type _Object,
-} from '@aws-sdk/client-s3';
+  BATCH,
+  CLI,
+  CREDS,
+  fmt,
+  LIVE,
+  listAll,
+  log,
+  mb,
+  pool,
+  PROJECT,
+  REPO,
+  s3client,
+} from './common.js';
 import {
   fileBytes,
   makeBases,
@@ -25,16 +31,9 @@ import {
   type PlanFile,
   type PlateIds,
 } from './data.js';
-import type { SamplerInput, SamplerResult } from './sampler.js';
+import { current, measure, SAMPLE_MS, tail } from './measure.js';
 
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
-const CLI = join(REPO, 'bin', 'imgbackup.js');
-const PROJECT = '2099_Bench_IMGBACKUP';
-const BATCH = 'BENCH01';
-const LIVE = 'bench-live';
-const CREDS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
 const INSTALL_HINT = 'install with `apt-get update && apt-get install -y parallel pigz`';
-const SAMPLE_MS = 100;
 const UPLOAD_CONCURRENCY = 8;
 
 const USAGE = `Usage: npm run bench -- [options]
@@ -111,8 +110,6 @@ function parseOptions(argv: string[]): Options {
   };
 }
 
-const log = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
-
 // ---------- s3rver ----------
 
 interface S3rverLike {
@@ -141,154 +138,6 @@ async function startS3rver(dir: string, buckets: string[]) {
   });
   const { port } = await server.run();
   return { server, endpoint: `http://127.0.0.1:${port}` };
-}
-
-function s3client(endpoint: string): S3Client {
-  return new S3Client({
-    endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: CREDS,
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
-}
-
-async function listAll(s3: S3Client, bucket: string, prefix = ''): Promise<_Object[]> {
-  const out: _Object[] = [];
-  let token: string | undefined;
-  do {
-    const r = await s3.send(
-      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
-    );
-    out.push(...(r.Contents ?? []));
-    token = r.IsTruncated ? r.NextContinuationToken : undefined;
-  } while (token);
-  return out;
-}
-
-async function pool<T>(items: T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(n, items.length) }, async () => {
-      while (next < items.length) await fn(items[next++]!);
-    }),
-  );
-}
-
-// ---------- measuring one run ----------
-
-const CLK_TCK =
-  Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
-
-/**
- * Runs `cmd args` under `sh`, which, once the command is done, copies its own /proc stat: its
- * cutime+cstime are the CPU seconds of every process of the tree that was waited for.
- */
-const WRAP = '"$@"; rc=$?; cat /proc/$$/stat > "$BENCH_STAT_FILE"; exit $rc';
-
-interface Measured {
-  exitCode: number;
-  wallSeconds: number;
-  cpuSeconds: number;
-  /** CPU of this process (the s3rver, plus the sampler) while the command ran. */
-  serverCpuSeconds: number;
-  /** CPU the rest of the machine used meanwhile (other users' jobs skew the timings). */
-  otherCpuSeconds: number;
-  peakRssBytes: number;
-  peakTmpdirBytes: number;
-  peakProcesses: number;
-  stdout: string;
-  stderr: string;
-}
-
-let current: { pid: number } | undefined;
-
-/** Busy CPU seconds of the whole machine so far (/proc/stat; idle, iowait and steal excluded). */
-function machineBusySeconds(): number {
-  const first = readFileSync('/proc/stat', 'latin1').split('\n')[0] ?? '';
-  const f = first.trim().split(/\s+/).slice(1).map(Number);
-  // user nice system idle iowait irq softirq steal: count the first three and irq/softirq
-  return ((f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0)) / CLK_TCK;
-}
-
-async function measure(
-  cmd: string,
-  args: string[],
-  env: NodeJS.ProcessEnv,
-  watchDir: string,
-  logDir: string,
-): Promise<Measured> {
-  mkdirSync(logDir, { recursive: true });
-  const stdout = join(logDir, 'stdout.txt');
-  const stderr = join(logDir, 'stderr.txt');
-  const statFile = join(logDir, 'proc-stat.txt');
-  rmSync(statFile, { force: true });
-  const outFd = openSync(stdout, 'w');
-  const errFd = openSync(stderr, 'w');
-  const cpu0 = process.cpuUsage();
-  const busy0 = machineBusySeconds();
-  const t0 = performance.now();
-  const child = spawn('sh', ['-c', WRAP, 'sh', cmd, ...args], {
-    cwd: REPO,
-    env: { ...env, BENCH_STAT_FILE: statFile },
-    stdio: ['ignore', outFd, errFd],
-    detached: true, // its own process group, so an interrupt can stop the whole tree
-  });
-  closeSync(outFd);
-  closeSync(errFd);
-  const exited = new Promise<number>((res, rej) => {
-    child.on('error', rej);
-    child.on('exit', (code, sig) => res(code ?? (sig ? 128 : 1)));
-  });
-  current = { pid: child.pid! };
-  const input: SamplerInput = { rootPid: child.pid!, dir: watchDir, intervalMs: SAMPLE_MS };
-  const worker = new Worker(new URL('./sampler.js', import.meta.url), { workerData: input });
-  const exitCode = await exited;
-  const wallSeconds = (performance.now() - t0) / 1000;
-  const busy = machineBusySeconds() - busy0;
-  current = undefined;
-  const peaks = await new Promise<SamplerResult>((res, rej) => {
-    worker.once('message', (m: SamplerResult) => res(m));
-    worker.once('error', rej);
-    worker.postMessage('stop');
-  });
-  await worker.terminate();
-  const cpu = process.cpuUsage(cpu0);
-  let cpuSeconds = NaN;
-  if (existsSync(statFile)) {
-    const stat = readFileSync(statFile, 'latin1');
-    const f = stat
-      .slice(stat.lastIndexOf(')') + 2)
-      .split(' ')
-      .map(Number);
-    // fields 14-17 of proc(5) (utime, stime, cutime, cstime) are at 11-14 here
-    cpuSeconds = ((f[11] ?? 0) + (f[12] ?? 0) + (f[13] ?? 0) + (f[14] ?? 0)) / CLK_TCK;
-  }
-  const serverCpuSeconds = (cpu.user + cpu.system) / 1e6;
-  return {
-    exitCode,
-    wallSeconds,
-    cpuSeconds,
-    serverCpuSeconds,
-    otherCpuSeconds: Math.max(
-      0,
-      busy - serverCpuSeconds - (Number.isNaN(cpuSeconds) ? 0 : cpuSeconds),
-    ),
-    peakRssBytes: peaks.peakRssBytes,
-    peakTmpdirBytes: peaks.peakTmpdirBytes,
-    peakProcesses: peaks.peakProcesses,
-    stdout,
-    stderr,
-  };
-}
-
-function tail(file: string, lines = 5): string {
-  try {
-    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '';
-  }
 }
 
 // ---------- tools ----------
@@ -457,10 +306,6 @@ function cliHelp(args: string[]): string {
 }
 
 // ---------- output ----------
-
-const fmt = (n: number | undefined, digits = 1) =>
-  n === undefined || !Number.isFinite(n) ? '-' : n.toFixed(digits);
-const mb = (n: number | undefined) => (n === undefined ? undefined : n / MB);
 
 function table(results: VariantResult[]): string {
   const head = [
