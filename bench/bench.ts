@@ -13,14 +13,17 @@ import {
   CLI,
   CREDS,
   fmt,
+  layoutTable,
   LIVE,
   listAll,
   log,
   mb,
   pool,
+  printTargets,
   PROJECT,
   REPO,
   s3client,
+  type Target,
 } from './common.js';
 import {
   fileBytes,
@@ -32,6 +35,18 @@ import {
   type PlateIds,
 } from './data.js';
 import { current, measure, SAMPLE_MS, tail } from './measure.js';
+import {
+  addRestoreRatios,
+  checkRestored,
+  cpuPerGB,
+  IMGBACKUP_RESTORE,
+  imgbackupRestoreArgs,
+  OLD_RESTORE,
+  oldRestoreArgs,
+  restoreTable,
+  restoreTargets,
+  type RestoreRow,
+} from './restore.js';
 
 const INSTALL_HINT = 'install with `apt-get update && apt-get install -y parallel pigz`';
 const UPLOAD_CONCURRENCY = 8;
@@ -45,8 +60,11 @@ const USAGE = `Usage: npm run bench -- [options]
   --skip-pigz       skip the hand-rolled aws s3 sync + tar | pigz variant
   --skip-extra      skip the extra imgbackup variants (--compression-level 6, --stream, --no-compress,
                     --gzip-engine libdeflate, --gzip-engine zlib)
+  --skip-restore    skip the restores (imgbackup restore --to-s3 and the old runbook's restore of
+                    the imgbackup run's tarballs)
   --only NAMES      run only these variants (comma-separated names as in the table, e.g.
-                    "imgbackup libdeflate,old aws_backup.sh"); imgbackup itself always runs
+                    "imgbackup libdeflate,old aws_backup.sh" or "imgbackup restore,old restore");
+                    imgbackup itself always runs
   --workdir DIR     where the S3 data and tmpdirs live (default: a new dir under $TMPDIR)
   --repeat N        run every variant N times (in rounds) and report each one's fastest run
   --keep            keep the workdir (S3 data, buckets) afterwards`;
@@ -59,6 +77,7 @@ interface Options {
   skipOld: boolean;
   skipPigz: boolean;
   skipExtra: boolean;
+  skipRestore: boolean;
   only?: string[];
   workdir?: string;
   keep: boolean;
@@ -76,6 +95,7 @@ function parseOptions(argv: string[]): Options {
       'skip-old': { type: 'boolean', default: false },
       'skip-pigz': { type: 'boolean', default: false },
       'skip-extra': { type: 'boolean', default: false },
+      'skip-restore': { type: 'boolean', default: false },
       only: { type: 'string' },
       workdir: { type: 'string' },
       keep: { type: 'boolean', default: false },
@@ -103,6 +123,7 @@ function parseOptions(argv: string[]): Options {
     skipOld: values['skip-old'],
     skipPigz: values['skip-pigz'],
     skipExtra: values['skip-extra'],
+    skipRestore: values['skip-restore'],
     ...(values.only ? { only: values.only.split(',').map((n) => n.trim()) } : {}),
     ...(values.workdir ? { workdir: resolve(values.workdir) } : {}),
     keep: values.keep,
@@ -217,6 +238,8 @@ interface Variant {
   args: (ctx: RunContext) => string[];
   skip?: string;
   isImgbackup: boolean;
+  /** A restore: the tarballs in `cold` (the imgbackup run's) go back into this empty bucket. */
+  restoreTo?: string;
 }
 
 interface RunContext {
@@ -227,7 +250,7 @@ interface RunContext {
   maxProcs: number;
 }
 
-interface VariantResult {
+interface VariantResult extends RestoreRow {
   name: string;
   description: string;
   command?: string;
@@ -251,6 +274,9 @@ interface VariantResult {
   logs?: string;
   round?: number;
   runs?: { round: number; wallSeconds: number; otherCpuSeconds: number; failed?: string }[];
+  /** Restores: the bucket restored into, and what the byte check against the sources found. */
+  restoredTo?: string;
+  restoreProblems?: { count: number; first: string[] };
 }
 
 const imgbackupArgs =
@@ -347,14 +373,7 @@ function table(results: VariantResult[]): string {
       fmt(r.otherCpuSeconds),
     ];
   });
-  const widths = head.map((h, i) =>
-    Math.max(h.length, ...rows.filter((r) => r.length > 2).map((r) => (r[i] ?? '').length)),
-  );
-  const line = (cells: string[]) =>
-    cells.length === 2 && head.length > 2
-      ? `${cells[0]!.padEnd(widths[0]!)}  ${cells[1]!}`
-      : cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  return [line(head), ...rows.map(line)].join('\n');
+  return layoutTable(head, rows);
 }
 
 // ---------- main ----------
@@ -400,6 +419,7 @@ async function main(): Promise<void> {
   const archiveHelp = cliHelp(['archive', '--help']);
   const topHelp = cliHelp(['--help']);
   const hasVerify = /^\s+verify\b/m.test(topHelp);
+  const hasRestore = /^\s+restore\s/m.test(topHelp); // not restore-request
   const hasLevel = archiveHelp.includes('--compression-level');
   /** An extra imgbackup run with `flags`, run only if `has` (the CLI has them) and not --skip-extra. */
   const extra = (
@@ -426,6 +446,38 @@ async function main(): Promise<void> {
       cmd: process.execPath,
       args: imgbackupArgs('bench-cold-imgbackup'),
       isImgbackup: true,
+    },
+    // Right after the archive they read: the next archive variant clears its listings.
+    {
+      name: IMGBACKUP_RESTORE,
+      description:
+        "imgbackup restore --to-s3 --to-bucket of the imgbackup run's tarballs (streamed)",
+      cold: 'bench-cold-imgbackup',
+      restoreTo: 'bench-restored-imgbackup',
+      cmd: process.execPath,
+      args: imgbackupRestoreArgs('bench-cold-imgbackup', 'bench-restored-imgbackup'),
+      isImgbackup: true,
+      ...(opts.skipRestore
+        ? { skip: '--skip-restore' }
+        : hasRestore
+          ? {}
+          : { skip: 'the CLI has no restore command yet' }),
+    },
+    {
+      name: OLD_RESTORE,
+      description:
+        "old runbook: GNU parallel x (aws s3 cp down, md5sum + diff with .md5, tar xvzf, aws s3 sync up) of the imgbackup run's tarballs",
+      cold: 'bench-cold-imgbackup',
+      restoreTo: 'bench-restored-old',
+      cmd: 'bash',
+      args: oldRestoreArgs('bench-cold-imgbackup', 'bench-restored-old'),
+      isImgbackup: false,
+      ...(opts.skipRestore
+        ? { skip: '--skip-restore' }
+        : (() => {
+            const m = missingTools(['parallel', 'aws']);
+            return m ? { skip: m } : {};
+          })()),
     },
     extra(
       '-l6',
@@ -516,7 +568,7 @@ async function main(): Promise<void> {
   const started = new Date();
   const { server: s, endpoint } = await startS3rver(join(work, 's3'), [
     LIVE,
-    ...variants.map((v) => v.cold),
+    ...new Set(variants.flatMap((v) => [v.cold, ...(v.restoreTo ? [v.restoreTo] : [])])),
   ]);
   state.server = s;
   const s3 = s3client(endpoint);
@@ -606,13 +658,80 @@ async function main(): Promise<void> {
     }
   };
 
+  const slugOf = (v: Variant, round: number) =>
+    v.name.replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '') + (round > 1 ? `-r${round}` : '');
+  // Whether this round's `imgbackup` archive left tarballs for the restores to read.
+  let archived = false;
+  const planned = new Map(files.map((f) => [f.key, f]));
+  const sourceBytesOf = (o: { key: string }) => fileBytes(bases, planned.get(o.key)!);
+
+  /** A restore variant: the round's imgbackup tarballs into v.restoreTo, then the byte check. */
+  const runRestoreOnce = async (v: Variant, round: number): Promise<VariantResult> => {
+    const dest = v.restoreTo!;
+    const slug = slugOf(v, round);
+    const tmp = join(work, `tmp-${slug}`);
+    const logDir = join(logsRoot, slug);
+    const base = { name: v.name, description: v.description, round, restoredTo: dest };
+    if (!archived) {
+      log(`${v.name}: skipped, the imgbackup archive of this round failed`);
+      return { ...base, failed: 'no tarballs: the imgbackup archive of this round failed' };
+    }
+    rmSync(tmp, { recursive: true, force: true });
+    mkdirSync(tmp, { recursive: true });
+    await emptyBucket(dest);
+    const ctx: RunContext = { endpoint, platesCsv, tmpdir: tmp, logDir, maxProcs: opts.maxProcs };
+    const args = v.args(ctx);
+    log(`running ${v.name}${opts.repeat > 1 ? ` (round ${round}/${opts.repeat})` : ''} ...`);
+    spawnSync('sync');
+    // TMPDIR too is the watched tmpdir, so a temporary file anywhere counts in peak tmpdir.
+    const m = await measure(v.cmd, args, { ...env, TMPDIR: tmp }, tmp, logDir);
+    const check = await checkRestored(s3, dest, files, sourceBytesOf);
+    const r: VariantResult = {
+      ...base,
+      command: [v.cmd === process.execPath ? 'node' : v.cmd, ...args].join(' '),
+      exitCode: m.exitCode,
+      wallSeconds: m.wallSeconds,
+      sourceMBps: sourceBytes / MB / m.wallSeconds,
+      peakTmpdirBytes: m.peakTmpdirBytes,
+      peakRssBytes: m.peakRssBytes,
+      peakProcesses: m.peakProcesses,
+      cpuSeconds: m.cpuSeconds,
+      cpuSecondsPerGB: cpuPerGB(m.cpuSeconds, sourceBytes),
+      serverCpuSeconds: m.serverCpuSeconds,
+      otherCpuSeconds: m.otherCpuSeconds,
+      restoredObjects: check.objects,
+      restoredBytes: check.bytes,
+      bytesEqual: check.ok,
+      restoreProblems: { count: check.problems, first: check.shown },
+      logs: logDir,
+    };
+    if (m.exitCode !== 0 || !check.ok) {
+      const why =
+        m.exitCode !== 0
+          ? `exit ${m.exitCode}`
+          : `s3://${dest} is not the sources: ${check.problems} problem(s), first: ${check.shown[0]}`;
+      r.failed = `${why}; see ${logDir}`;
+      log(`${v.name} FAILED (${why}); last lines of stderr/stdout:`);
+      process.stderr.write(`${tail(m.stderr, 15)}\n${tail(m.stdout, 15)}\n`);
+    }
+    log(
+      `${v.name}: ${fmt(m.wallSeconds)} s, exit ${m.exitCode}, ${check.objects} objects, ` +
+        `${fmt(check.bytes / MB)} MB, bytes ${check.ok ? 'equal' : 'NOT equal'} to the sources, ` +
+        `other jobs used ${fmt(m.otherCpuSeconds)} CPU s meanwhile`,
+    );
+    rmSync(tmp, { recursive: true, force: true });
+    await emptyBucket(dest); // the server's disk holds one restored copy at a time
+    return r;
+  };
+
   const runOnce = async (v: Variant, round: number): Promise<VariantResult> => {
-    const slug =
-      v.name.replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '') + (round > 1 ? `-r${round}` : '');
+    if (v.restoreTo) return runRestoreOnce(v, round);
+    const slug = slugOf(v, round);
     const tmp = join(work, `tmp-${slug}`);
     const logDir = join(logsRoot, slug);
     rmSync(tmp, { recursive: true, force: true });
     mkdirSync(tmp, { recursive: true });
+    if (v.name === 'imgbackup') archived = false;
     await clearBackupListings();
     await emptyBucket(v.cold);
     const ctx: RunContext = { endpoint, platesCsv, tmpdir: tmp, logDir, maxProcs: opts.maxProcs };
@@ -654,6 +773,7 @@ async function main(): Promise<void> {
       process.stderr.write(`${tail(m.stderr, 15)}\n${tail(m.stdout, 15)}\n`);
     }
     if (v.name !== 'sync+tar|pigz') r.listingsMatch = await listingsMatch();
+    if (v.name === 'imgbackup') archived = !r.failed;
     if (v.isImgbackup) r.phases = imgbackupPhases(logDir);
     log(
       `${v.name}: ${fmt(m.wallSeconds)} s, exit ${m.exitCode}, ${tars.length} tarballs, ` +
@@ -719,7 +839,13 @@ async function main(): Promise<void> {
     }
   }
   const results: VariantResult[] = variants.map((v) => {
-    if (v.skip) return { name: v.name, description: v.description, skipped: v.skip };
+    if (v.skip)
+      return {
+        name: v.name,
+        description: v.description,
+        skipped: v.skip,
+        ...(v.restoreTo ? { restoredTo: v.restoreTo } : {}),
+      };
     const all = runs.get(v.name) ?? [];
     const ok = all.filter((r) => !r.failed);
     const best =
@@ -737,7 +863,9 @@ async function main(): Promise<void> {
 
   // Ratios to imgbackup (variant / imgbackup).
   const base = results.find((r) => r.name === 'imgbackup' && !r.failed && !r.skipped);
-  for (const r of results) {
+  const restores = results.filter((r) => r.restoredTo);
+  const archives = results.filter((r) => !r.restoredTo);
+  for (const r of archives) {
     if (!base || r.skipped || r.failed) continue;
     const q = (a?: number, b?: number) => (a !== undefined && b ? a / b : NaN);
     r.ratiosToImgbackup = {
@@ -754,7 +882,7 @@ async function main(): Promise<void> {
   const pigz = byName('sync+tar|pigz');
   const l6 = byName('imgbackup -l6');
   const stream = byName('imgbackup --stream');
-  const targets: { target: string; measured: string; ok?: boolean }[] = [];
+  const targets: Target[] = [];
   // The issue's wall-time targets: a variant's time as a fraction of a baseline's.
   const wallTarget = (
     variant: string,
@@ -805,6 +933,9 @@ async function main(): Promise<void> {
     });
   }
 
+  addRestoreRatios(restores);
+  const targets13 = restoreTargets(restores, opts.maxProcs);
+
   const report = {
     startedAt: started.toISOString(),
     params: {
@@ -845,10 +976,16 @@ async function main(): Promise<void> {
         'busy CPU of the rest of the machine during the run (/proc/stat); large values mean other jobs skewed it',
       tarballBytes: "sum of the .tar.gz object sizes in the variant's own cold bucket",
       ratiosToImgbackup: 'variant / imgbackup (default settings)',
+      restores:
+        "the imgbackup run's tarballs restored into an empty bucket (restoredTo) at the original keys; " +
+        'every object then listed and read back, and compared with the bytes the bench uploaded (bytesEqual)',
+      cpuSecondsPerGB: 'cpuSeconds / source GB (10^9 bytes)',
+      ratiosToOldRestore: 'restore variant / old restore',
     },
     variants: results,
     verify,
     targets,
+    restoreTargets: targets13,
   };
   mkdirSync(resultsDir, { recursive: true });
   await writeFile(opts.out, `${JSON.stringify(report, null, 2)}\n`);
@@ -863,8 +1000,11 @@ async function main(): Promise<void> {
     `\n${opts.plates} plates x ${opts.plateMb} MB = ${(sourceBytes / MB).toFixed(0)} MB in ${files.length} objects ` +
       `(${mixLine}); --max-procs ${opts.maxProcs}; ${cpus().length} cores\n`,
   );
-  console.log(table(results));
-  console.log('\nratios "x" are variant / imgbackup; MB = 10^6 bytes');
+  console.log(table(archives));
+  if (restores.length > 0) console.log(`\n${restoreTable(restores)}`);
+  console.log(
+    '\nratios "x" are variant / imgbackup (restores: / old restore); MB = 10^6 bytes, GB = 10^9',
+  );
   if (opts.repeat > 1) {
     console.log(`each row is the variant's fastest of ${opts.repeat} runs; all runs:`);
     for (const r of results) {
@@ -895,13 +1035,8 @@ async function main(): Promise<void> {
       console.log(`${r.name} ${p.plateId} (${fmt(p.seconds)} s): ${ev.join('; ')}`);
     }
   }
-  if (targets.length > 0) {
-    console.log('\nissue 4 targets:');
-    for (const t of targets) {
-      const mark = t.ok === undefined ? '    ' : t.ok ? 'ok  ' : 'MISS';
-      console.log(`  ${mark} ${t.target}: ${t.measured}`);
-    }
-  }
+  printTargets('issue 4 targets', targets);
+  printTargets('issue 13 targets (restore)', targets13);
   console.log(`\nJSON: ${opts.out}\nlogs: ${logsRoot}`);
 
   s3.destroy();

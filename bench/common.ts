@@ -17,6 +17,37 @@ export const fmt = (n: number | undefined, digits = 1) =>
   n === undefined || !Number.isFinite(n) ? '-' : n.toFixed(digits);
 export const mb = (n: number | undefined) => (n === undefined ? undefined : n / MB);
 
+/**
+ * Aligned columns: the first left, the rest right. A row of two cells (a name and a note such
+ * as "skipped: ..." or "FAILED: ...") is printed as they are, outside the columns.
+ */
+export function layoutTable(head: string[], rows: string[][]): string {
+  const widths = head.map((h, i) =>
+    Math.max(h.length, ...rows.filter((r) => r.length > 2).map((r) => (r[i] ?? '').length)),
+  );
+  const line = (cells: string[]) =>
+    cells.length === 2 && head.length > 2
+      ? `${cells[0]!.padEnd(widths[0]!)}  ${cells[1]!}`
+      : cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
+  return [line(head), ...rows.map(line)].join('\n');
+}
+
+/** A target of an issue that a run checks (ok) or only reports (no ok). */
+export interface Target {
+  target: string;
+  measured: string;
+  ok?: boolean;
+}
+
+export function printTargets(title: string, targets: Target[]): void {
+  if (targets.length === 0) return;
+  console.log(`\n${title}:`);
+  for (const t of targets) {
+    const mark = t.ok === undefined ? '    ' : t.ok ? 'ok  ' : 'MISS';
+    console.log(`  ${mark} ${t.target}: ${t.measured}`);
+  }
+}
+
 export function s3client(endpoint: string): S3Client {
   return new S3Client({
     endpoint,
