@@ -1,21 +1,30 @@
 // `npm run bench`: imgbackup archive against the workflow it replaces, side by side, on the same
 // synthetic plates in an in-process s3rver. See bench/README.md.
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
-import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { cpus, totalmem, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Worker } from 'node:worker_threads';
+import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import {
-  DeleteObjectCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  S3Client,
-  type _Object,
-} from '@aws-sdk/client-s3';
+  BATCH,
+  CLI,
+  CREDS,
+  fmt,
+  layoutTable,
+  LIVE,
+  listAll,
+  log,
+  mb,
+  pool,
+  printTargets,
+  PROJECT,
+  REPO,
+  s3client,
+  type Target,
+} from './common.js';
 import {
   fileBytes,
   makeBases,
@@ -25,16 +34,21 @@ import {
   type PlanFile,
   type PlateIds,
 } from './data.js';
-import type { SamplerInput, SamplerResult } from './sampler.js';
+import { current, measure, SAMPLE_MS, tail } from './measure.js';
+import {
+  addRestoreRatios,
+  checkRestored,
+  cpuPerGB,
+  IMGBACKUP_RESTORE,
+  imgbackupRestoreArgs,
+  OLD_RESTORE,
+  oldRestoreArgs,
+  restoreTable,
+  restoreTargets,
+  type RestoreRow,
+} from './restore.js';
 
-const REPO = fileURLToPath(new URL('../../', import.meta.url));
-const CLI = join(REPO, 'bin', 'imgbackup.js');
-const PROJECT = '2099_Bench_IMGBACKUP';
-const BATCH = 'BENCH01';
-const LIVE = 'bench-live';
-const CREDS = { accessKeyId: 'S3RVER', secretAccessKey: 'S3RVER' };
 const INSTALL_HINT = 'install with `apt-get update && apt-get install -y parallel pigz`';
-const SAMPLE_MS = 100;
 const UPLOAD_CONCURRENCY = 8;
 
 const USAGE = `Usage: npm run bench -- [options]
@@ -46,8 +60,11 @@ const USAGE = `Usage: npm run bench -- [options]
   --skip-pigz       skip the hand-rolled aws s3 sync + tar | pigz variant
   --skip-extra      skip the extra imgbackup variants (--compression-level 6, --stream, --no-compress,
                     --gzip-engine libdeflate, --gzip-engine zlib)
+  --skip-restore    skip the restores (imgbackup restore --to-s3 and the old runbook's restore of
+                    the imgbackup run's tarballs)
   --only NAMES      run only these variants (comma-separated names as in the table, e.g.
-                    "imgbackup libdeflate,old aws_backup.sh"); imgbackup itself always runs
+                    "imgbackup libdeflate,old aws_backup.sh" or "imgbackup restore,old restore");
+                    imgbackup itself always runs
   --workdir DIR     where the S3 data and tmpdirs live (default: a new dir under $TMPDIR)
   --repeat N        run every variant N times (in rounds) and report each one's fastest run
   --keep            keep the workdir (S3 data, buckets) afterwards`;
@@ -60,6 +77,7 @@ interface Options {
   skipOld: boolean;
   skipPigz: boolean;
   skipExtra: boolean;
+  skipRestore: boolean;
   only?: string[];
   workdir?: string;
   keep: boolean;
@@ -77,6 +95,7 @@ function parseOptions(argv: string[]): Options {
       'skip-old': { type: 'boolean', default: false },
       'skip-pigz': { type: 'boolean', default: false },
       'skip-extra': { type: 'boolean', default: false },
+      'skip-restore': { type: 'boolean', default: false },
       only: { type: 'string' },
       workdir: { type: 'string' },
       keep: { type: 'boolean', default: false },
@@ -104,14 +123,13 @@ function parseOptions(argv: string[]): Options {
     skipOld: values['skip-old'],
     skipPigz: values['skip-pigz'],
     skipExtra: values['skip-extra'],
+    skipRestore: values['skip-restore'],
     ...(values.only ? { only: values.only.split(',').map((n) => n.trim()) } : {}),
     ...(values.workdir ? { workdir: resolve(values.workdir) } : {}),
     keep: values.keep,
     repeat: Math.floor(num('repeat', values.repeat, 1)),
   };
 }
-
-const log = (msg: string) => process.stderr.write(`bench: ${msg}\n`);
 
 // ---------- s3rver ----------
 
@@ -141,154 +159,6 @@ async function startS3rver(dir: string, buckets: string[]) {
   });
   const { port } = await server.run();
   return { server, endpoint: `http://127.0.0.1:${port}` };
-}
-
-function s3client(endpoint: string): S3Client {
-  return new S3Client({
-    endpoint,
-    region: 'us-east-1',
-    forcePathStyle: true,
-    credentials: CREDS,
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
-}
-
-async function listAll(s3: S3Client, bucket: string, prefix = ''): Promise<_Object[]> {
-  const out: _Object[] = [];
-  let token: string | undefined;
-  do {
-    const r = await s3.send(
-      new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
-    );
-    out.push(...(r.Contents ?? []));
-    token = r.IsTruncated ? r.NextContinuationToken : undefined;
-  } while (token);
-  return out;
-}
-
-async function pool<T>(items: T[], n: number, fn: (item: T) => Promise<void>): Promise<void> {
-  let next = 0;
-  await Promise.all(
-    Array.from({ length: Math.min(n, items.length) }, async () => {
-      while (next < items.length) await fn(items[next++]!);
-    }),
-  );
-}
-
-// ---------- measuring one run ----------
-
-const CLK_TCK =
-  Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
-
-/**
- * Runs `cmd args` under `sh`, which, once the command is done, copies its own /proc stat: its
- * cutime+cstime are the CPU seconds of every process of the tree that was waited for.
- */
-const WRAP = '"$@"; rc=$?; cat /proc/$$/stat > "$BENCH_STAT_FILE"; exit $rc';
-
-interface Measured {
-  exitCode: number;
-  wallSeconds: number;
-  cpuSeconds: number;
-  /** CPU of this process (the s3rver, plus the sampler) while the command ran. */
-  serverCpuSeconds: number;
-  /** CPU the rest of the machine used meanwhile (other users' jobs skew the timings). */
-  otherCpuSeconds: number;
-  peakRssBytes: number;
-  peakTmpdirBytes: number;
-  peakProcesses: number;
-  stdout: string;
-  stderr: string;
-}
-
-let current: { pid: number } | undefined;
-
-/** Busy CPU seconds of the whole machine so far (/proc/stat; idle, iowait and steal excluded). */
-function machineBusySeconds(): number {
-  const first = readFileSync('/proc/stat', 'latin1').split('\n')[0] ?? '';
-  const f = first.trim().split(/\s+/).slice(1).map(Number);
-  // user nice system idle iowait irq softirq steal: count the first three and irq/softirq
-  return ((f[0] ?? 0) + (f[1] ?? 0) + (f[2] ?? 0) + (f[5] ?? 0) + (f[6] ?? 0)) / CLK_TCK;
-}
-
-async function measure(
-  cmd: string,
-  args: string[],
-  env: NodeJS.ProcessEnv,
-  watchDir: string,
-  logDir: string,
-): Promise<Measured> {
-  mkdirSync(logDir, { recursive: true });
-  const stdout = join(logDir, 'stdout.txt');
-  const stderr = join(logDir, 'stderr.txt');
-  const statFile = join(logDir, 'proc-stat.txt');
-  rmSync(statFile, { force: true });
-  const outFd = openSync(stdout, 'w');
-  const errFd = openSync(stderr, 'w');
-  const cpu0 = process.cpuUsage();
-  const busy0 = machineBusySeconds();
-  const t0 = performance.now();
-  const child = spawn('sh', ['-c', WRAP, 'sh', cmd, ...args], {
-    cwd: REPO,
-    env: { ...env, BENCH_STAT_FILE: statFile },
-    stdio: ['ignore', outFd, errFd],
-    detached: true, // its own process group, so an interrupt can stop the whole tree
-  });
-  closeSync(outFd);
-  closeSync(errFd);
-  const exited = new Promise<number>((res, rej) => {
-    child.on('error', rej);
-    child.on('exit', (code, sig) => res(code ?? (sig ? 128 : 1)));
-  });
-  current = { pid: child.pid! };
-  const input: SamplerInput = { rootPid: child.pid!, dir: watchDir, intervalMs: SAMPLE_MS };
-  const worker = new Worker(new URL('./sampler.js', import.meta.url), { workerData: input });
-  const exitCode = await exited;
-  const wallSeconds = (performance.now() - t0) / 1000;
-  const busy = machineBusySeconds() - busy0;
-  current = undefined;
-  const peaks = await new Promise<SamplerResult>((res, rej) => {
-    worker.once('message', (m: SamplerResult) => res(m));
-    worker.once('error', rej);
-    worker.postMessage('stop');
-  });
-  await worker.terminate();
-  const cpu = process.cpuUsage(cpu0);
-  let cpuSeconds = NaN;
-  if (existsSync(statFile)) {
-    const stat = readFileSync(statFile, 'latin1');
-    const f = stat
-      .slice(stat.lastIndexOf(')') + 2)
-      .split(' ')
-      .map(Number);
-    // fields 14-17 of proc(5) (utime, stime, cutime, cstime) are at 11-14 here
-    cpuSeconds = ((f[11] ?? 0) + (f[12] ?? 0) + (f[13] ?? 0) + (f[14] ?? 0)) / CLK_TCK;
-  }
-  const serverCpuSeconds = (cpu.user + cpu.system) / 1e6;
-  return {
-    exitCode,
-    wallSeconds,
-    cpuSeconds,
-    serverCpuSeconds,
-    otherCpuSeconds: Math.max(
-      0,
-      busy - serverCpuSeconds - (Number.isNaN(cpuSeconds) ? 0 : cpuSeconds),
-    ),
-    peakRssBytes: peaks.peakRssBytes,
-    peakTmpdirBytes: peaks.peakTmpdirBytes,
-    peakProcesses: peaks.peakProcesses,
-    stdout,
-    stderr,
-  };
-}
-
-function tail(file: string, lines = 5): string {
-  try {
-    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n');
-  } catch {
-    return '';
-  }
 }
 
 // ---------- tools ----------
@@ -368,6 +238,8 @@ interface Variant {
   args: (ctx: RunContext) => string[];
   skip?: string;
   isImgbackup: boolean;
+  /** A restore: the tarballs in `cold` (the imgbackup run's) go back into this empty bucket. */
+  restoreTo?: string;
 }
 
 interface RunContext {
@@ -378,7 +250,7 @@ interface RunContext {
   maxProcs: number;
 }
 
-interface VariantResult {
+interface VariantResult extends RestoreRow {
   name: string;
   description: string;
   command?: string;
@@ -402,6 +274,9 @@ interface VariantResult {
   logs?: string;
   round?: number;
   runs?: { round: number; wallSeconds: number; otherCpuSeconds: number; failed?: string }[];
+  /** Restores: the bucket restored into, and what the byte check against the sources found. */
+  restoredTo?: string;
+  restoreProblems?: { count: number; first: string[] };
 }
 
 const imgbackupArgs =
@@ -458,10 +333,6 @@ function cliHelp(args: string[]): string {
 
 // ---------- output ----------
 
-const fmt = (n: number | undefined, digits = 1) =>
-  n === undefined || !Number.isFinite(n) ? '-' : n.toFixed(digits);
-const mb = (n: number | undefined) => (n === undefined ? undefined : n / MB);
-
 function table(results: VariantResult[]): string {
   const head = [
     'variant',
@@ -502,14 +373,7 @@ function table(results: VariantResult[]): string {
       fmt(r.otherCpuSeconds),
     ];
   });
-  const widths = head.map((h, i) =>
-    Math.max(h.length, ...rows.filter((r) => r.length > 2).map((r) => (r[i] ?? '').length)),
-  );
-  const line = (cells: string[]) =>
-    cells.length === 2 && head.length > 2
-      ? `${cells[0]!.padEnd(widths[0]!)}  ${cells[1]!}`
-      : cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ');
-  return [line(head), ...rows.map(line)].join('\n');
+  return layoutTable(head, rows);
 }
 
 // ---------- main ----------
@@ -555,6 +419,7 @@ async function main(): Promise<void> {
   const archiveHelp = cliHelp(['archive', '--help']);
   const topHelp = cliHelp(['--help']);
   const hasVerify = /^\s+verify\b/m.test(topHelp);
+  const hasRestore = /^\s+restore\s/m.test(topHelp); // not restore-request
   const hasLevel = archiveHelp.includes('--compression-level');
   /** An extra imgbackup run with `flags`, run only if `has` (the CLI has them) and not --skip-extra. */
   const extra = (
@@ -581,6 +446,38 @@ async function main(): Promise<void> {
       cmd: process.execPath,
       args: imgbackupArgs('bench-cold-imgbackup'),
       isImgbackup: true,
+    },
+    // Right after the archive they read: the next archive variant clears its listings.
+    {
+      name: IMGBACKUP_RESTORE,
+      description:
+        "imgbackup restore --to-s3 --to-bucket of the imgbackup run's tarballs (streamed)",
+      cold: 'bench-cold-imgbackup',
+      restoreTo: 'bench-restored-imgbackup',
+      cmd: process.execPath,
+      args: imgbackupRestoreArgs('bench-cold-imgbackup', 'bench-restored-imgbackup'),
+      isImgbackup: true,
+      ...(opts.skipRestore
+        ? { skip: '--skip-restore' }
+        : hasRestore
+          ? {}
+          : { skip: 'the CLI has no restore command yet' }),
+    },
+    {
+      name: OLD_RESTORE,
+      description:
+        "old runbook: GNU parallel x (aws s3 cp down, md5sum + diff with .md5, tar xvzf, aws s3 sync up) of the imgbackup run's tarballs",
+      cold: 'bench-cold-imgbackup',
+      restoreTo: 'bench-restored-old',
+      cmd: 'bash',
+      args: oldRestoreArgs('bench-cold-imgbackup', 'bench-restored-old'),
+      isImgbackup: false,
+      ...(opts.skipRestore
+        ? { skip: '--skip-restore' }
+        : (() => {
+            const m = missingTools(['parallel', 'aws']);
+            return m ? { skip: m } : {};
+          })()),
     },
     extra(
       '-l6',
@@ -671,7 +568,7 @@ async function main(): Promise<void> {
   const started = new Date();
   const { server: s, endpoint } = await startS3rver(join(work, 's3'), [
     LIVE,
-    ...variants.map((v) => v.cold),
+    ...new Set(variants.flatMap((v) => [v.cold, ...(v.restoreTo ? [v.restoreTo] : [])])),
   ]);
   state.server = s;
   const s3 = s3client(endpoint);
@@ -761,13 +658,80 @@ async function main(): Promise<void> {
     }
   };
 
+  const slugOf = (v: Variant, round: number) =>
+    v.name.replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '') + (round > 1 ? `-r${round}` : '');
+  // Whether this round's `imgbackup` archive left tarballs for the restores to read.
+  let archived = false;
+  const planned = new Map(files.map((f) => [f.key, f]));
+  const sourceBytesOf = (o: { key: string }) => fileBytes(bases, planned.get(o.key)!);
+
+  /** A restore variant: the round's imgbackup tarballs into v.restoreTo, then the byte check. */
+  const runRestoreOnce = async (v: Variant, round: number): Promise<VariantResult> => {
+    const dest = v.restoreTo!;
+    const slug = slugOf(v, round);
+    const tmp = join(work, `tmp-${slug}`);
+    const logDir = join(logsRoot, slug);
+    const base = { name: v.name, description: v.description, round, restoredTo: dest };
+    if (!archived) {
+      log(`${v.name}: skipped, the imgbackup archive of this round failed`);
+      return { ...base, failed: 'no tarballs: the imgbackup archive of this round failed' };
+    }
+    rmSync(tmp, { recursive: true, force: true });
+    mkdirSync(tmp, { recursive: true });
+    await emptyBucket(dest);
+    const ctx: RunContext = { endpoint, platesCsv, tmpdir: tmp, logDir, maxProcs: opts.maxProcs };
+    const args = v.args(ctx);
+    log(`running ${v.name}${opts.repeat > 1 ? ` (round ${round}/${opts.repeat})` : ''} ...`);
+    spawnSync('sync');
+    // TMPDIR too is the watched tmpdir, so a temporary file anywhere counts in peak tmpdir.
+    const m = await measure(v.cmd, args, { ...env, TMPDIR: tmp }, tmp, logDir);
+    const check = await checkRestored(s3, dest, files, sourceBytesOf);
+    const r: VariantResult = {
+      ...base,
+      command: [v.cmd === process.execPath ? 'node' : v.cmd, ...args].join(' '),
+      exitCode: m.exitCode,
+      wallSeconds: m.wallSeconds,
+      sourceMBps: sourceBytes / MB / m.wallSeconds,
+      peakTmpdirBytes: m.peakTmpdirBytes,
+      peakRssBytes: m.peakRssBytes,
+      peakProcesses: m.peakProcesses,
+      cpuSeconds: m.cpuSeconds,
+      cpuSecondsPerGB: cpuPerGB(m.cpuSeconds, sourceBytes),
+      serverCpuSeconds: m.serverCpuSeconds,
+      otherCpuSeconds: m.otherCpuSeconds,
+      restoredObjects: check.objects,
+      restoredBytes: check.bytes,
+      bytesEqual: check.ok,
+      restoreProblems: { count: check.problems, first: check.shown },
+      logs: logDir,
+    };
+    if (m.exitCode !== 0 || !check.ok) {
+      const why =
+        m.exitCode !== 0
+          ? `exit ${m.exitCode}`
+          : `s3://${dest} is not the sources: ${check.problems} problem(s), first: ${check.shown[0]}`;
+      r.failed = `${why}; see ${logDir}`;
+      log(`${v.name} FAILED (${why}); last lines of stderr/stdout:`);
+      process.stderr.write(`${tail(m.stderr, 15)}\n${tail(m.stdout, 15)}\n`);
+    }
+    log(
+      `${v.name}: ${fmt(m.wallSeconds)} s, exit ${m.exitCode}, ${check.objects} objects, ` +
+        `${fmt(check.bytes / MB)} MB, bytes ${check.ok ? 'equal' : 'NOT equal'} to the sources, ` +
+        `other jobs used ${fmt(m.otherCpuSeconds)} CPU s meanwhile`,
+    );
+    rmSync(tmp, { recursive: true, force: true });
+    await emptyBucket(dest); // the server's disk holds one restored copy at a time
+    return r;
+  };
+
   const runOnce = async (v: Variant, round: number): Promise<VariantResult> => {
-    const slug =
-      v.name.replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '') + (round > 1 ? `-r${round}` : '');
+    if (v.restoreTo) return runRestoreOnce(v, round);
+    const slug = slugOf(v, round);
     const tmp = join(work, `tmp-${slug}`);
     const logDir = join(logsRoot, slug);
     rmSync(tmp, { recursive: true, force: true });
     mkdirSync(tmp, { recursive: true });
+    if (v.name === 'imgbackup') archived = false;
     await clearBackupListings();
     await emptyBucket(v.cold);
     const ctx: RunContext = { endpoint, platesCsv, tmpdir: tmp, logDir, maxProcs: opts.maxProcs };
@@ -809,6 +773,7 @@ async function main(): Promise<void> {
       process.stderr.write(`${tail(m.stderr, 15)}\n${tail(m.stdout, 15)}\n`);
     }
     if (v.name !== 'sync+tar|pigz') r.listingsMatch = await listingsMatch();
+    if (v.name === 'imgbackup') archived = !r.failed;
     if (v.isImgbackup) r.phases = imgbackupPhases(logDir);
     log(
       `${v.name}: ${fmt(m.wallSeconds)} s, exit ${m.exitCode}, ${tars.length} tarballs, ` +
@@ -874,7 +839,13 @@ async function main(): Promise<void> {
     }
   }
   const results: VariantResult[] = variants.map((v) => {
-    if (v.skip) return { name: v.name, description: v.description, skipped: v.skip };
+    if (v.skip)
+      return {
+        name: v.name,
+        description: v.description,
+        skipped: v.skip,
+        ...(v.restoreTo ? { restoredTo: v.restoreTo } : {}),
+      };
     const all = runs.get(v.name) ?? [];
     const ok = all.filter((r) => !r.failed);
     const best =
@@ -892,7 +863,9 @@ async function main(): Promise<void> {
 
   // Ratios to imgbackup (variant / imgbackup).
   const base = results.find((r) => r.name === 'imgbackup' && !r.failed && !r.skipped);
-  for (const r of results) {
+  const restores = results.filter((r) => r.restoredTo);
+  const archives = results.filter((r) => !r.restoredTo);
+  for (const r of archives) {
     if (!base || r.skipped || r.failed) continue;
     const q = (a?: number, b?: number) => (a !== undefined && b ? a / b : NaN);
     r.ratiosToImgbackup = {
@@ -909,7 +882,7 @@ async function main(): Promise<void> {
   const pigz = byName('sync+tar|pigz');
   const l6 = byName('imgbackup -l6');
   const stream = byName('imgbackup --stream');
-  const targets: { target: string; measured: string; ok?: boolean }[] = [];
+  const targets: Target[] = [];
   // The issue's wall-time targets: a variant's time as a fraction of a baseline's.
   const wallTarget = (
     variant: string,
@@ -960,6 +933,9 @@ async function main(): Promise<void> {
     });
   }
 
+  addRestoreRatios(restores);
+  const targets13 = restoreTargets(restores, opts.maxProcs);
+
   const report = {
     startedAt: started.toISOString(),
     params: {
@@ -1000,10 +976,16 @@ async function main(): Promise<void> {
         'busy CPU of the rest of the machine during the run (/proc/stat); large values mean other jobs skewed it',
       tarballBytes: "sum of the .tar.gz object sizes in the variant's own cold bucket",
       ratiosToImgbackup: 'variant / imgbackup (default settings)',
+      restores:
+        "the imgbackup run's tarballs restored into an empty bucket (restoredTo) at the original keys; " +
+        'every object then listed and read back, and compared with the bytes the bench uploaded (bytesEqual)',
+      cpuSecondsPerGB: 'cpuSeconds / source GB (10^9 bytes)',
+      ratiosToOldRestore: 'restore variant / old restore',
     },
     variants: results,
     verify,
     targets,
+    restoreTargets: targets13,
   };
   mkdirSync(resultsDir, { recursive: true });
   await writeFile(opts.out, `${JSON.stringify(report, null, 2)}\n`);
@@ -1018,8 +1000,11 @@ async function main(): Promise<void> {
     `\n${opts.plates} plates x ${opts.plateMb} MB = ${(sourceBytes / MB).toFixed(0)} MB in ${files.length} objects ` +
       `(${mixLine}); --max-procs ${opts.maxProcs}; ${cpus().length} cores\n`,
   );
-  console.log(table(results));
-  console.log('\nratios "x" are variant / imgbackup; MB = 10^6 bytes');
+  console.log(table(archives));
+  if (restores.length > 0) console.log(`\n${restoreTable(restores)}`);
+  console.log(
+    '\nratios "x" are variant / imgbackup (restores: / old restore); MB = 10^6 bytes, GB = 10^9',
+  );
   if (opts.repeat > 1) {
     console.log(`each row is the variant's fastest of ${opts.repeat} runs; all runs:`);
     for (const r of results) {
@@ -1050,13 +1035,8 @@ async function main(): Promise<void> {
       console.log(`${r.name} ${p.plateId} (${fmt(p.seconds)} s): ${ev.join('; ')}`);
     }
   }
-  if (targets.length > 0) {
-    console.log('\nissue 4 targets:');
-    for (const t of targets) {
-      const mark = t.ok === undefined ? '    ' : t.ok ? 'ok  ' : 'MISS';
-      console.log(`  ${mark} ${t.target}: ${t.measured}`);
-    }
-  }
+  printTargets('issue 4 targets', targets);
+  printTargets('issue 13 targets (restore)', targets13);
   console.log(`\nJSON: ${opts.out}\nlogs: ${logsRoot}`);
 
   s3.destroy();
