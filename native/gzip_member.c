@@ -89,6 +89,11 @@ static bool isal_member(job_t *j) {
     return false;
   }
   struct isal_zstream *s = isal_stream;
+  // isal_deflate_stateless_init leaves some fields as they are, hist_bits among them (ISA-L
+  // 2.30): memory reused from the heap once gave it 7, a 128-byte window, so the same block
+  // compressed to other (valid) bytes, worse by far, on that pool thread alone. Zeroed, every
+  // field takes ISA-L's default (hist_bits 0: the full 32 KiB window).
+  memset(s, 0, sizeof *s);
   isal_deflate_stateless_init(s);
   s->level = (uint32_t)j->level;
   s->level_buf = isal_level_buf[j->level];
