@@ -47,6 +47,7 @@ import {
   restoreTargets,
   type RestoreRow,
 } from './restore.js';
+import { threadFigures, threadTable, type ThreadFigures } from './threads.js';
 
 const INSTALL_HINT = 'install with `apt-get update && apt-get install -y parallel pigz`';
 const UPLOAD_CONCURRENCY = 8;
@@ -271,6 +272,7 @@ interface VariantResult extends RestoreRow {
   listingsMatch?: boolean;
   ratiosToImgbackup?: Record<string, number>;
   phases?: PlatePhases[];
+  threadCpu?: ThreadFigures;
   logs?: string;
   round?: number;
   runs?: { round: number; wallSeconds: number; otherCpuSeconds: number; failed?: string }[];
@@ -762,6 +764,9 @@ async function main(): Promise<void> {
       tarballs: tars.length,
       tmpdirOverTarball: tarballBytes > 0 ? m.peakTmpdirBytes / tarballBytes : NaN,
       logs: logDir,
+      ...(v.isImgbackup
+        ? { threadCpu: threadFigures(m.threads, m.cpuSeconds, sourceBytes, logDir) }
+        : {}),
     };
     if (m.exitCode !== 0 || tars.length !== 2 * plates.length) {
       const why =
@@ -1001,6 +1006,7 @@ async function main(): Promise<void> {
       `(${mixLine}); --max-procs ${opts.maxProcs}; ${cpus().length} cores\n`,
   );
   console.log(table(archives));
+  console.log(`\nCPU per thread (imgbackup variants)\n${threadTable(archives)}`);
   if (restores.length > 0) console.log(`\n${restoreTable(restores)}`);
   console.log(
     '\nratios "x" are variant / imgbackup (restores: / old restore); MB = 10^6 bytes, GB = 10^9',

@@ -5,11 +5,11 @@ import { closeSync, existsSync, mkdirSync, openSync, readFileSync, rmSync } from
 import { join } from 'node:path';
 import { Worker } from 'node:worker_threads';
 import { REPO } from './common.js';
-import type { SamplerInput, SamplerResult } from './sampler.js';
+import type { SamplerInput, SamplerResult, ThreadCpu } from './sampler.js';
 
 export const SAMPLE_MS = 100;
 
-const CLK_TCK =
+export const CLK_TCK =
   Number(spawnSync('getconf', ['CLK_TCK'], { encoding: 'utf8' }).stdout.trim()) || 100;
 
 /**
@@ -29,6 +29,8 @@ export interface Measured {
   peakRssBytes: number;
   peakTmpdirBytes: number;
   peakProcesses: number;
+  /** Every thread of the tree: its CPU when last read. */
+  threads: ThreadCpu[];
   stdout: string;
   stderr: string;
 }
@@ -110,6 +112,7 @@ export async function measure(
     peakRssBytes: peaks.peakRssBytes,
     peakTmpdirBytes: peaks.peakTmpdirBytes,
     peakProcesses: peaks.peakProcesses,
+    threads: peaks.threads,
     stdout,
     stderr,
   };

@@ -1,5 +1,6 @@
-// Worker thread that samples, every `intervalMs`, the summed VmRSS of a process tree and the bytes
-// under a directory, and reports the peaks when told to stop. It runs off the main thread so the
+// Worker thread that samples, every `intervalMs`, the summed VmRSS of a process tree, the bytes
+// under a directory and the CPU of every thread of the tree, and reports the peaks (and each
+// thread's last CPU reading, so threads that ended early still count) when told to stop. It runs off the main thread so the
 // in-process S3 server is not stalled by /proc scans.
 import { lstatSync, readdirSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -16,6 +17,35 @@ export interface SamplerResult {
   peakTmpdirBytes: number;
   peakProcesses: number;
   samples: number;
+  /** Every thread seen: its process, its id and its user+system clock ticks when last read. */
+  threads: ThreadCpu[];
+}
+
+export interface ThreadCpu {
+  pid: number;
+  tid: number;
+  ticks: number;
+}
+
+/** utime+stime (fields 14, 15 of proc(5)) of each thread of pid, in clock ticks. */
+function threadTicks(pid: number): ThreadCpu[] {
+  let tids: string[];
+  try {
+    tids = readdirSync(`/proc/${pid}/task`);
+  } catch {
+    return [];
+  }
+  const out: ThreadCpu[] = [];
+  for (const name of tids) {
+    try {
+      const stat = readFileSync(`/proc/${pid}/task/${name}/stat`, 'latin1');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      out.push({ pid, tid: Number(name), ticks: Number(f[11]) + Number(f[12]) });
+    } catch {
+      // ended meanwhile: its last reading stands
+    }
+  }
+  return out;
 }
 
 /** ppid of every live process, from /proc/<pid>/stat (field 4, after the ")" of the name). */
@@ -90,9 +120,12 @@ if (parentPort && workerData) {
     peakTmpdirBytes: 0,
     peakProcesses: 0,
     samples: 0,
+    threads: [],
   };
+  const threads = new Map<number, ThreadCpu>();
   const sample = () => {
     const pids = treePids(input.rootPid);
+    for (const t of pids.flatMap(threadTicks)) threads.set(t.tid, t);
     const rss = pids.reduce((n, pid) => n + rssBytes(pid), 0);
     const tmp = dirBytes(input.dir);
     result.peakRssBytes = Math.max(result.peakRssBytes, rss);
@@ -106,6 +139,7 @@ if (parentPort && workerData) {
     if (msg !== 'stop') return;
     clearInterval(timer);
     sample();
+    result.threads = [...threads.values()];
     port.postMessage(result);
     port.close();
   });

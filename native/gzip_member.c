@@ -19,6 +19,7 @@
 #include <isa-l.h>
 #endif
 
+#include "md5_async.h"
 #include "md5_pair.h"
 
 #define MAX_LEVEL 12
@@ -327,6 +328,7 @@ NAPI_MODULE_INIT() {
   napi_set_named_property(env, exports, "md5PairUpdate", fn);
   napi_create_function(env, "md5PairFinal", NAPI_AUTO_LENGTH, md5_pair_final_js, NULL, &fn);
   napi_set_named_property(env, exports, "md5PairFinal", fn);
+  md5_async_register(env, exports);
 #ifdef WITH_ISAL
   napi_create_function(env, "isalGzipMember", NAPI_AUTO_LENGTH, isal_gzip_member, NULL, &fn);
   napi_set_named_property(env, exports, "isalGzipMember", fn);

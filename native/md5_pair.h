@@ -9,6 +9,8 @@
 typedef struct {
   uint32_t magic;
   uint32_t buf_len;      // bytes in buf: the start of a block not yet hashed
+  uint32_t single;       // 1: a plain md5 (md5_one_init), no parts
+  uint32_t reserved;
   uint64_t part_size;
   uint64_t total;        // bytes hashed into whole (full blocks)
   uint64_t part_fill;    // of which in the current part
@@ -17,6 +19,9 @@ typedef struct {
   uint8_t buf[64];
 } md5_pair_t;
 
+// A plain md5 in the same state: md5_pair_update hashes `whole` only and ends no part; take
+// the digest as md5_pair_final's `whole`.
+int md5_one_init(md5_pair_t *st);
 // 0, or -1 if part_size is not a positive multiple of 64.
 int md5_pair_init(md5_pair_t *st, uint64_t part_size);
 // Hashes `len` bytes; writes the md5 of each part that ended into parts[] (room for

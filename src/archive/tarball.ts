@@ -67,8 +67,9 @@ class HashTap extends Transform {
     super();
   }
   override _transform(chunk: Buffer, _e: BufferEncoding, done: TransformCallback): void {
-    this.hasher.update(chunk);
-    done(null, chunk);
+    // Hashed on the thread pool; the chunk goes on once hashed, so the part md5s always cover
+    // every byte passed downstream (the uploads take them from here).
+    this.hasher.updateAsync(chunk).then(() => done(null, chunk), done);
   }
 }
 

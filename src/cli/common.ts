@@ -4,7 +4,7 @@ import { UsageError } from '../errors.js';
 import { unsafeNameReason, type LayoutOptions } from '../layout/layout.js';
 import { createLogger, type Logger } from '../log/log.js';
 import { readPlatesCsv, type PlateRow } from '../plates/plates-csv.js';
-import { createS3Client, DEFAULT_MAX_ATTEMPTS } from '../s3/client.js';
+import { createS3Client, DEFAULT_MAX_ATTEMPTS, type S3Options } from '../s3/client.js';
 import { S3Store } from '../s3/store.js';
 import type { RunOptions } from '../core/pool.js';
 import type { Reporter } from './reporter.js';
@@ -31,6 +31,8 @@ export interface Context {
   plates: PlateRow[];
   layout: LayoutOptions;
   store: S3Store;
+  /** What the store's client was made from: each plate's worker thread makes its own. */
+  s3: S3Options;
   log: Logger;
   flags: CommonFlags;
   signal: AbortSignal;
@@ -100,12 +102,13 @@ export async function buildContext(
     json: flags.json === true,
     ...(reporter ? { write: reporter.logLine } : {}),
   });
-  const client = createS3Client({
+  const s3: S3Options = {
     ...(flags.endpointUrl ? { endpointUrl: flags.endpointUrl } : {}),
     ...(flags.region ? { region: flags.region } : {}),
     ...(flags.profile ? { profile: flags.profile } : {}),
     maxAttempts: flags.maxAttempts,
-  });
+  };
+  const client = createS3Client(s3);
   return {
     plates,
     layout: {
@@ -115,6 +118,7 @@ export async function buildContext(
       coldBucket: flags.coldBucket,
     },
     store: new S3Store(client, signal),
+    s3,
     log,
     flags,
     signal,
@@ -132,6 +136,7 @@ export function runOptions(
     maxProcs: ctx.flags.maxProcs,
     signal: ctx.signal,
     log: ctx.log,
+    s3: ctx.s3,
     ...(ctx.flags.logDir ? { logDir: ctx.flags.logDir } : {}),
     onStart: reporter.onStart,
     onDone: reporter.onDone,

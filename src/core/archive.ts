@@ -52,6 +52,7 @@ import { DiskBudget, freeBytes } from './disk.js';
 import { checkOwnership, plateOwner, resolveLayout } from './archive-state.js';
 import { abortStaleUploads, inProgressRecord, lockPlate, removeStaleLocal } from './resume.js';
 import { checkBuckets, checkTmpdir } from './preflight.js';
+import { archiveInWorker } from './workers/jobs.js';
 
 export { GZIP_ENGINES, type GzipEngineName } from '../archive/gzip-engine.js';
 
@@ -669,6 +670,7 @@ export async function archive(store: S3Store, opts: ArchiveRunOptions): Promise<
   return runPlates(
     opts.plates,
     (plate, signal) => {
+      if (opts.s3) return archiveInWorker(opts, opts.s3, plate, signal);
       const log = plateLogger(opts.log, plate.plateId, opts.logDir);
       return archivePlate(store.withSignal(signal), opts, plate, log);
     },

@@ -6,6 +6,7 @@ import { errorMessage, PlateError } from '../errors.js';
 import type { PlateRow } from '../plates/plates-csv.js';
 import type { Logger } from '../log/log.js';
 import { plateLayout, type LayoutOptions } from '../layout/layout.js';
+import type { S3Options } from '../s3/client.js';
 
 export type PlateStatus =
   | 'archived'
@@ -52,6 +53,11 @@ export interface RunOptions {
   logDir?: string;
   onStart?: (plate: PlateRow) => void;
   onDone?: (result: PlateResult) => void;
+  /**
+   * How to reach S3: each plate then runs on a worker thread of its own, with its own client
+   * from these options (core/workers). Without them plates share this thread's loop and store.
+   */
+  s3?: S3Options;
 }
 
 export function poolOptions(

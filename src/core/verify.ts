@@ -38,6 +38,7 @@ import {
 import { poolOptions, runPlates, type PlateResult, type RunOptions } from './pool.js';
 import { checkBuckets } from './preflight.js';
 import { namePairs, nameSome } from './sources.js';
+import { verifyInWorker } from './workers/jobs.js';
 
 export interface VerifiedRecord extends PlateOwner {
   passed: true;
@@ -488,12 +489,15 @@ export async function verify(store: S3Store, opts: VerifyRunOptions): Promise<Pl
   return runPlates(
     opts.plates,
     (plate, signal) =>
-      verifyPlate(
-        store.withSignal(signal),
-        opts,
-        plate,
-        plateLogger(opts.log, plate.plateId, opts.logDir),
-      ),
+      // Only --deep moves bytes; a plain verify's few requests are not worth a thread's start.
+      opts.s3 && opts.deep
+        ? verifyInWorker(opts, opts.s3, plate, signal)
+        : verifyPlate(
+            store.withSignal(signal),
+            opts,
+            plate,
+            plateLogger(opts.log, plate.plateId, opts.logDir),
+          ),
     poolOptions(opts, 'verify'),
   );
 }

@@ -87,6 +87,17 @@ export class EtagHasher {
     }
   }
 
+  /**
+   * update, hashing on libuv's thread pool when native: the loop moving the bytes does not
+   * hash them. Await each call before the next (and before digest).
+   */
+  async updateAsync(chunk: Buffer): Promise<void> {
+    if (!this.pair) return this.update(chunk);
+    this.size += chunk.length;
+    const parts = await native.addon!.md5PairUpdateAsync(this.pair, [chunk]);
+    for (const md5 of parts) this.partMd5s.push(md5);
+  }
+
   /** md5 of each part completed so far (all of them only after `digest`). */
   get completedParts(): readonly Buffer[] {
     return this.partMd5s;
@@ -119,6 +130,56 @@ export function etagOf(
   const h = new EtagHasher(partSize, impl);
   h.update(data);
   return h.digest();
+}
+
+/** Source bytes batched per hash on the thread pool: one call per ~1 MiB, not per chunk. */
+const MD5_BATCH_BYTES = 1024 * 1024;
+/** Batches hashing at once per stream: the chunks they hold are the memory it costs. */
+const MD5_BATCHES_IN_FLIGHT = 2;
+
+/**
+ * A plain md5 of a stream of chunks, computed off the calling thread when the addon is built
+ * (libuv's pool, in batches, in order), with Node's crypto otherwise. `update` resolves at once
+ * unless MD5_BATCHES_IN_FLIGHT batches are still hashing (the backpressure); the chunks must
+ * not change until `digest`, which waits for them all.
+ */
+export class StreamMd5 {
+  private readonly state = native.addon?.md5New();
+  private readonly hash = this.state ? undefined : createHash('md5');
+  private batch: Buffer[] = [];
+  private batchBytes = 0;
+  /** The batches queued, each started when the one before it is done (one state, in order). */
+  private readonly running: Promise<unknown>[] = [];
+  private last: Promise<unknown> = Promise.resolve();
+
+  async update(chunk: Buffer): Promise<void> {
+    if (this.hash) {
+      this.hash.update(chunk);
+      return;
+    }
+    this.batch.push(chunk);
+    this.batchBytes += chunk.length;
+    if (this.batchBytes >= MD5_BATCH_BYTES) this.send();
+    while (this.running.length >= MD5_BATCHES_IN_FLIGHT) await this.running.shift();
+  }
+
+  async digest(): Promise<string> {
+    if (this.hash) return this.hash.digest('hex');
+    this.send();
+    await Promise.all(this.running.splice(0));
+    return native.addon!.md5PairFinal(this.state!)[0].toString('hex');
+  }
+
+  private send(): void {
+    if (this.batch.length === 0) return;
+    const batch = this.batch;
+    this.batch = [];
+    this.batchBytes = 0;
+    const state = this.state!;
+    this.last = this.last.then(() => native.addon!.md5PairUpdateAsync(state, batch));
+    this.last.catch(() => {}); // awaited by update or digest, unless the stream was abandoned
+    this.running.push(this.last);
+  }
 }
 
 /** ETag as S3 sends it, without quotes. */

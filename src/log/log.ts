@@ -1,4 +1,4 @@
-import { mkdirSync, writeSync } from 'node:fs';
+import { mkdirSync, readlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import pino, { type DestinationStream, type Logger } from 'pino';
 
@@ -80,8 +80,35 @@ function streamOf(base: Logger): DestinationStream {
 }
 
 /**
- * A plate's own log: everything at info and above as JSON in `<logDir>/<plate>.log`, and what
- * the run's log shows, where it shows it (a human line on stderr, or JSON with --json).
+ * A logger for a plate's worker thread (core/workers): its records go to `send` as pino's JSON
+ * lines, and the main thread writes them where its own log writes (writeForwarded), so they are
+ * drawn above the progress display, or stay JSON with --json, as the main thread's own.
+ */
+export function forwardingLogger(level: string, send: (line: string) => void): Logger {
+  return pino({ level, base: undefined }, { write: (line: string) => send(line) });
+}
+
+/** A line of a worker's forwardingLogger, written where `base` writes. */
+export function writeForwarded(base: Logger, line: string): void {
+  streamOf(base).write(line);
+}
+
+/**
+ * The OS id of the calling thread (/proc/thread-self -> <pid>/task/<tid>; Linux only): which
+ * event loop ran a plate, as /proc and top name it.
+ */
+function osThreadId(): number | undefined {
+  try {
+    return Number(readlinkSync('/proc/thread-self').split('/').pop());
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * A plate's own log: everything at info and above as JSON in `<logDir>/<plate>.log`, each record
+ * naming the thread that ran the plate (tid), and what the run's log shows, where it shows it (a
+ * human line on stderr, or JSON with --json).
  */
 export function plateLogger(base: Logger, plateId: string, logDir?: string): Logger {
   if (!logDir) return base.child({ plate: plateId });
@@ -90,8 +117,15 @@ export function plateLogger(base: Logger, plateId: string, logDir?: string): Log
   return pino(
     { level: 'debug', base: { plate: plateId } },
     pino.multistream([
-      { level: 'info', stream: file },
+      { level: 'info', stream: withTid(file) },
       { level: base.level as pino.Level, stream: streamOf(base) },
     ]),
   );
+}
+
+/** `file`, with the calling thread's id first in each record (pino's lines start with "{"). */
+function withTid(file: DestinationStream): DestinationStream {
+  const tid = osThreadId();
+  if (tid === undefined) return file;
+  return { write: (line: string) => file.write(`{"tid":${tid},${line.slice(1)}`) };
 }

@@ -13,6 +13,13 @@ export interface NativeAddon {
   md5PairUpdate(state: Buffer, data: Buffer): Buffer[];
   /** The md5 of everything, and of the last part (null if the data ended on a part's end). */
   md5PairFinal(state: Buffer): [Buffer, Buffer | null];
+  /**
+   * md5PairUpdate of each buffer in turn, on libuv's thread pool; one call in flight per state,
+   * and neither the state nor the buffers touched until it settles.
+   */
+  md5PairUpdateAsync(state: Buffer, data: readonly Buffer[]): Promise<Buffer[]>;
+  /** A plain md5's state, for md5PairUpdateAsync and md5PairFinal (whose part is then null). */
+  md5New(): Buffer;
 }
 
 /**

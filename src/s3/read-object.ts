@@ -1,7 +1,6 @@
-import { createHash } from 'node:crypto';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PlateError } from '../errors.js';
-import { isPlainMd5 } from '../integrity/etag.js';
+import { isPlainMd5, StreamMd5 } from '../integrity/etag.js';
 import {
   httpStatus,
   isAbort,
@@ -37,7 +36,7 @@ export async function* objectChunks(
 ): AsyncGenerator<Buffer> {
   let pos = 0;
   let resumes = 0;
-  let md5 = isPlainMd5(obj.etag) ? createHash('md5') : undefined;
+  let md5 = isPlainMd5(obj.etag) ? new StreamMd5() : undefined;
   for (;;) {
     try {
       // The listed version exactly: a version written since cannot slip into the tarball.
@@ -56,7 +55,7 @@ export async function* objectChunks(
             `${obj.key}: more bytes than the listed ${obj.size}; it changed: re-run once the source is stable`,
           );
         }
-        md5?.update(chunk);
+        await md5?.update(chunk);
         yield chunk;
       }
       break;
@@ -89,7 +88,7 @@ export async function* objectChunks(
       `${obj.key}: got ${pos} bytes, the listing says ${obj.size}; re-run once the source is stable`,
     );
   }
-  if (md5 && md5.digest('hex') !== obj.etag) {
+  if (md5 && (await md5.digest()) !== obj.etag) {
     throw new PlateError(
       `${obj.key}: bytes read do not match its ETag ${obj.etag} (changed or corrupted); re-run, and check the object if it repeats`,
     );

@@ -11,6 +11,7 @@ import {
   isPlainMd5,
   MAX_PARTS,
   partSizeFor,
+  StreamMd5,
   unquoteEtag,
   type Md5Impl,
 } from '../../src/integrity/etag.js';
@@ -290,6 +291,48 @@ describe(`the paired md5 (${PAIRED}: whole and part in one pass)`, () => {
       () => h.update(Buffer.from('d')),
       PAIRED === 'native' ? TypeError : { code: 'ERR_CRYPTO_HASH_FINALIZED' },
     );
+  });
+});
+
+describe('hashing on the thread pool', () => {
+  test('updateAsync gives what update gives, whatever the chunking (8 MiB parts)', async () => {
+    const data = randomBytes(2 * 8 * MiB + 12345);
+    const sizes = [1, 63, 64, 65, 0, 4096, 1 << 20, 3 * MiB + 7, 8 * MiB, 9 * MiB];
+    const h = new EtagHasher(8 * MiB, 'native');
+    const seen: number[] = [];
+    let off = 0;
+    for (let i = 0; off < data.length; i++) {
+      const n = sizes[i % sizes.length]!;
+      await h.updateAsync(data.subarray(off, Math.min(off + n, data.length)));
+      off += n;
+      seen.push(h.completedParts.length);
+    }
+    const r = h.digest();
+    assert.deepEqual(r, etagOf(data, 8 * MiB, 'node'));
+    assert.match(r.etag, /-3$/);
+    assert.ok(seen.includes(1) && seen.includes(2), `parts as they end: ${seen.join(',')}`);
+  });
+
+  test("StreamMd5 is Node's md5 of the bytes, at every length around block and batch ends", async () => {
+    const data = randomBytes(3 * MiB + 333);
+    const lengths = [0, 1, 55, 56, 63, 64, 65, MiB - 1, MiB, MiB + 1, 2 * MiB + 64, data.length];
+    for (const n of lengths) {
+      for (const chunk of [1000, 65536, 700_001]) {
+        const h = new StreamMd5();
+        for (let off = 0; off < n; off += chunk) {
+          await h.update(data.subarray(off, Math.min(off + chunk, n)));
+        }
+        assert.equal(await h.digest(), md5hex(data.subarray(0, n)), `${n} bytes by ${chunk}`);
+      }
+    }
+    assert.equal(await new StreamMd5().digest(), 'd41d8cd98f00b204e9800998ecf8427e');
+  });
+
+  test('StreamMd5 keeps the stream order with batches in flight (chunks not awaited in turn)', async () => {
+    const chunks = Array.from({ length: 64 }, (_, i) => bytes(64 * 1024 + i, i));
+    const h = new StreamMd5();
+    await Promise.all(chunks.map((c) => h.update(c)));
+    assert.equal(await h.digest(), md5hex(Buffer.concat(chunks)));
   });
 });
 

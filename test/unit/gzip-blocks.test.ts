@@ -220,6 +220,41 @@ for (const engineName of GZIP_ENGINES.filter((e) => e === 'zlib' || BUILT[e])) {
       }
     });
 
+    test('the bytes depend on the input alone: blocks finishing out of order, reused block buffers, other streams holding the slots', async () => {
+      // Each block waits a random time before it is compressed, so later blocks often finish
+      // first and a block buffer is reused while others are still compressing; four streams
+      // at once contend for the process's compression slots.
+      const r = rng(7);
+      const jittery: GzipEngine = {
+        name: engine.name,
+        gzip: async (block, level) => {
+          await new Promise((res) => setTimeout(res, Math.floor(r() * 4)));
+          return member(engine, block, level);
+        },
+      };
+      const blockSize = 4096;
+      const inputs = [0, 1, 2, 3].map((i) => textLike(60 * blockSize + 123 * i, 100 + i));
+      const outs = await Promise.all(
+        inputs.map((input) =>
+          collect(
+            Readable.from(chunked(input, () => 1 + Math.floor(r() * 3 * blockSize))).pipe(
+              new GzipBlocks(mid, jittery, blockSize, 6),
+            ),
+          ),
+        ),
+      );
+      for (const [i, input] of inputs.entries()) {
+        const blocks: Buffer[] = [];
+        for (let off = 0; off < input.length; off += blockSize) {
+          blocks.push(input.subarray(off, off + blockSize));
+        }
+        const expected = Buffer.concat(
+          await Promise.all(blocks.map((b) => member(engine, b, mid))),
+        );
+        assert.deepEqual(outs[i], expected, `stream ${i}`);
+      }
+    });
+
     test('gzip -dc decodes many small members', async () => {
       const input = textLike(50000, 9);
       const out = await run(

@@ -24,6 +24,7 @@ import { pathFilter, type PathFilter } from './glob.js';
 import type { Expected, MemberProof } from './member-check.js';
 import { describeState, isReadable } from './state.js';
 import { DirTarget, S3Target, type Target } from './targets.js';
+import { restoreInWorker } from '../workers/jobs.js';
 
 export type Destination =
   { kind: 's3'; bucket: string; prefix: string } | { kind: 'dir'; dir: string };
@@ -43,8 +44,8 @@ export interface RestoreOptions extends RunOptions {
   progress?: (plateId: string, bytes: number) => void;
 }
 
-/** What a plate's restore needs, all read before anything is written. */
-interface Prepared {
+/** What a plate's restore needs, all read before anything is written (plain data: it crosses to a worker). */
+export interface Prepared {
   L: PlateLayout;
   tarballs: {
     t: PlateLayout['tarballs'][number];
@@ -190,7 +191,7 @@ function checkMembers(members: ListingEntry[], listing: ListingEntry[]): void {
   );
 }
 
-function recordWhere(opts: RestoreOptions, L: PlateLayout): string {
+function recordWhere(opts: Pick<RestoreOptions, 'to'>, L: PlateLayout): string {
   if (opts.to.kind === 'dir')
     return join(dirname(opts.to.dir), `${basename(opts.to.dir)}.${L.tag}_restored.json`);
   return `s3://${L.bucket}/${L.verifiedKey.replace(/_verified\.json$/, '_restored.json')}`;
@@ -198,7 +199,7 @@ function recordWhere(opts: RestoreOptions, L: PlateLayout): string {
 
 async function writeRecord(
   store: S3Store,
-  opts: RestoreOptions,
+  opts: Pick<RestoreOptions, 'to'>,
   L: PlateLayout,
   r: RestoredRecord,
 ) {
@@ -215,9 +216,32 @@ async function target(store: S3Store, to: Destination): Promise<Target> {
   return new S3Target(store, to.bucket, `${to.prefix}projects/`);
 }
 
+/** What one plate's restore takes of the run's options (a worker is handed these). */
+export type RestorePlateOptions = Pick<
+  RestoreOptions,
+  | 'to'
+  | 'what'
+  | 'includes'
+  | 'excludes'
+  | 'overwrite'
+  | 'dryRun'
+  | 'toolVersion'
+  | 'onPlan'
+  | 'progress'
+>;
+
+/** One prepared plate's restore, on this thread (a plate's worker calls it). */
+export function restorePrepared(
+  store: S3Store,
+  opts: RestorePlateOptions,
+  prep: Prepared,
+): Promise<Omit<PlateResult, 'seconds'>> {
+  return restorePlate(store, opts, prep, pathFilter(opts.includes, opts.excludes));
+}
+
 async function restorePlate(
   store: S3Store,
-  opts: RestoreOptions,
+  opts: RestorePlateOptions,
   prep: Prepared,
   filter: PathFilter,
 ): Promise<Omit<PlateResult, 'seconds'>> {
@@ -366,6 +390,8 @@ export async function restore(store: S3Store, opts: RestoreOptions): Promise<Pla
     async (plate, signal) => {
       const p = byPlate.get(plate)!;
       if (!p.ok) throw p.err;
+      // A plate that moves bytes gets an event loop of its own, as in archive.
+      if (opts.s3 && !opts.dryRun) return restoreInWorker(opts, opts.s3, plate, p.r, signal);
       return restorePlate(store.withSignal(signal), opts, p.r, filter);
     },
     poolOptions(opts, 'restore'),
