@@ -2,9 +2,9 @@
 // variables, cover every plate of the CSV exactly once whatever its order; each says which shard
 // it ran; every plate command takes a shard and refuses a bad one before touching anything.
 import assert from 'node:assert/strict';
-import { mkdtemp } from 'node:fs/promises';
+import { mkdtemp, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { before, describe, test } from 'node:test';
+import { after, before, describe, test } from 'node:test';
 import { runCli, serverEnv, plateArgs, type CliResult } from '../helpers/cli.js';
 import {
   PLATE_B,
@@ -14,6 +14,7 @@ import {
   writePlatesCsv,
   type FixturePlate,
 } from '../helpers/fixtures.js';
+import { startHost, stopAllHosts } from '../helpers/host.js';
 import { snapshot } from '../helpers/s3.js';
 import { testServerNames } from '../helpers/servers.js';
 import { useServer } from '../helpers/suite.js';
@@ -54,6 +55,7 @@ const summaryOf = (lines: Line[]) => lines.find((l) => l.type === 'summary')!;
 for (const name of testServerNames()) {
   describe(`shards against ${name}`, () => {
     const suite = useServer(name, 'imgbackup-shards-test-');
+    after(stopAllHosts);
     let live: string;
     let cold: string;
     let csv: string;
@@ -147,15 +149,35 @@ for (const name of testServerNames()) {
       assert.deepEqual(platesOf(jsonLines(flagCount)).sort(), [...byFlag].sort());
     });
 
-    test('archive as two array children at once: every plate archived once, verify --deep passes', async () => {
-      const runs = await Promise.all(
-        [0, 1].map(async (index) =>
-          run('archive', ['--json', '--tmpdir', await mkdtemp(join(suite.work, `t${index}-`))], {
+    test('archive as two array children on two hosts at once: every plate archived once, verify --deep passes', async () => {
+      // each its own hostname, tmpdir and process (test/helpers/host.ts); the job log names the host
+      const hosts = [0, 1].map((index) =>
+        startHost({
+          hostname: `batch-child-${index}`,
+          args: [
+            'archive',
+            ...plateArgs({ csv, live, cold }),
+            '--json',
+            '--log-dir',
+            join(suite.work, `log-${index}`),
+          ],
+          env: {
+            ...serverEnv(suite.server),
             AWS_BATCH_JOB_ARRAY_INDEX: String(index),
             AWS_BATCH_JOB_ARRAY_SIZE: '2',
-          }),
-        ),
+          },
+        }),
       );
+      const runs = await Promise.all(hosts.map((h) => h.exited));
+      for (const [index, h] of hosts.entries()) {
+        const joblog = await readFile(join(suite.work, `log-${index}`, 'archive.joblog'), 'utf8');
+        const rows = joblog.trim().split('\n').slice(1);
+        assert.deepEqual(
+          rows.map((row) => [row.split('\t')[1], row.split('\t')[8]]).sort(),
+          SHARDS_OF_2[index]!.map((id) => [h.hostname, id]),
+        );
+        await h.stop();
+      }
       const archived: string[] = [];
       for (const [index, r] of runs.entries()) {
         assert.equal(r.code, 0, r.stderr);
