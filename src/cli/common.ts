@@ -4,6 +4,7 @@ import { UsageError } from '../errors.js';
 import { unsafeNameReason, type LayoutOptions } from '../layout/layout.js';
 import { createLogger, type Logger } from '../log/log.js';
 import { readPlatesCsv, type PlateRow } from '../plates/plates-csv.js';
+import { platesOfShard, resolveShard, shardLine, type Shard } from '../plates/shard.js';
 import { createS3Client, DEFAULT_MAX_ATTEMPTS, type S3Options } from '../s3/client.js';
 import { S3Store } from '../s3/store.js';
 import type { RunOptions } from '../core/pool.js';
@@ -24,11 +25,15 @@ export interface CommonFlags {
   json?: boolean;
   verbose?: boolean;
   quiet?: boolean;
+  shard?: string;
+  shardCount?: string;
 }
 
 /** What every command needs, built once from its flags. */
 export interface Context {
+  /** The CSV's plates, or with a shard only that shard's. */
   plates: PlateRow[];
+  shard?: Shard;
   layout: LayoutOptions;
   store: S3Store;
   /** What the store's client was made from: each plate's worker thread makes its own. */
@@ -78,14 +83,28 @@ export function addCommonOptions(
     .option('--log-dir <dir>', 'keep a job log and one log file per plate here')
     .option('--json', 'print one JSON object per plate and a summary on stdout')
     .option('--verbose', 'debug logs and stack traces on stderr')
-    .option('--quiet', 'print only the summary (and errors)');
+    .option('--quiet', 'print only the summary (and errors)')
+    .option(
+      '--shard <index/count>',
+      'only the plates of shard INDEX (0 to COUNT-1) of COUNT, by a hash of plate_id (README ' +
+        '"Shards"). Default: AWS_BATCH_JOB_ARRAY_INDEX/AWS_BATCH_JOB_ARRAY_SIZE, or ' +
+        'JOB_COMPLETION_INDEX with --shard-count',
+    )
+    .option(
+      '--shard-count <n>',
+      'the shard count for an index the engine gives (JOB_COMPLETION_INDEX, ' +
+        'AWS_BATCH_JOB_ARRAY_INDEX). Default: IMGBACKUP_SHARD_COUNT',
+    );
 }
 
-/** `reporter`: where log lines go, so the progress display draws around them (default stderr). */
+/**
+ * `reporter`: where log lines go, so the progress display draws around them, and where the shard's
+ * summary line goes.
+ */
 export async function buildContext(
   flags: CommonFlags,
   signal: AbortSignal,
-  reporter?: Pick<Reporter, 'logLine'>,
+  reporter: Pick<Reporter, 'logLine' | 'footer'>,
 ): Promise<Context> {
   for (const [flag, value] of [
     ['--project-name', flags.projectName],
@@ -95,12 +114,23 @@ export async function buildContext(
     const why = unsafeNameReason(value);
     if (why) throw new UsageError(`${flag} ${JSON.stringify(value)} ${why}`);
   }
+  const shard = resolveShard(flags, process.env);
+  if (shard && flags.plates === undefined)
+    throw new UsageError(
+      `a shard (${shard.source}) splits a plates CSV, and this run has none: unset the shard ` +
+        'variables or drop --shard / --shard-count',
+    );
   // Only a command that names its objects another way (and checked that) runs without plates.
-  const plates = flags.plates === undefined ? [] : await readPlatesCsv(flags.plates);
+  const csv = flags.plates === undefined ? [] : await readPlatesCsv(flags.plates);
+  const plates = shard ? platesOfShard(csv, shard) : csv;
+  if (shard)
+    reporter.footer(shardLine(shard, plates.length, csv.length), {
+      shard: { ...shard, plates: plates.length, csvPlates: csv.length },
+    });
   const log = createLogger({
     verbose: flags.verbose === true,
     json: flags.json === true,
-    ...(reporter ? { write: reporter.logLine } : {}),
+    write: reporter.logLine,
   });
   const s3: S3Options = {
     ...(flags.endpointUrl ? { endpointUrl: flags.endpointUrl } : {}),
@@ -111,6 +141,7 @@ export async function buildContext(
   const client = createS3Client(s3);
   return {
     plates,
+    ...(shard ? { shard } : {}),
     layout: {
       projectName: flags.projectName,
       batchId: flags.batchId,
@@ -128,17 +159,18 @@ export async function buildContext(
 /** What every plate command hands core: its plates, layout, pool size, log and reporter. */
 export function runOptions(
   ctx: Context,
-  reporter: Pick<Reporter, 'onStart' | 'onDone'>,
+  reporter: Pick<Reporter, 'onDone'> & Partial<Pick<Reporter, 'onStart'>>,
 ): RunOptions & { layout: LayoutOptions } {
   return {
     layout: ctx.layout,
     plates: ctx.plates,
+    ...(ctx.shard ? { shard: ctx.shard } : {}),
     maxProcs: ctx.flags.maxProcs,
     signal: ctx.signal,
     log: ctx.log,
     s3: ctx.s3,
     ...(ctx.flags.logDir ? { logDir: ctx.flags.logDir } : {}),
-    onStart: reporter.onStart,
+    ...(reporter.onStart ? { onStart: reporter.onStart } : {}),
     onDone: reporter.onDone,
   };
 }

@@ -1,5 +1,11 @@
 import { freeBytes, plan, tmpdirNeeded } from '../core/plan.js';
-import { addCommonOptions, buildContext, defaultTmpdir, type CommonFlags } from '../cli/common.js';
+import {
+  addCommonOptions,
+  buildContext,
+  defaultTmpdir,
+  type CommonFlags,
+  runOptions,
+} from '../cli/common.js';
 import type { CommandSpec } from '../cli/command-spec.js';
 import { formatBytes } from '../cli/render.js';
 
@@ -32,16 +38,8 @@ Examples:
   run: async (flags, signal, reporter) => {
     const f = flags as unknown as PlanFlags;
     const ctx = await buildContext(f, signal, reporter);
-    const results = await plan(ctx.store, {
-      layout: ctx.layout,
-      plates: ctx.plates,
-      maxProcs: f.maxProcs,
-      signal,
-      log: ctx.log,
-      ...(f.logDir ? { logDir: f.logDir } : {}),
-      onStart: () => {},
-      onDone: reporter.onDone,
-    });
+    // no "started" lines: plan only reads, and each plate's line says where it stands
+    const results = await plan(ctx.store, runOptions(ctx, { onDone: reporter.onDone }));
     const needed = tmpdirNeeded(results, f.maxProcs);
     const free = await freeBytes(f.tmpdir);
     const enough = free === undefined ? undefined : free >= needed;

@@ -108,7 +108,7 @@ Examples:
     checkTarget(f);
     if (f.ledger && !f.sources && !f.prefix)
       throw new UsageError('--ledger goes with --sources or --prefix (tarball restores keep none)');
-    const ctx = await buildContext(f, signal);
+    const ctx = await buildContext(f, signal, reporter);
     if (f.prefix)
       return restoreRequestPrefix(ctx.store, {
         url: f.prefix,

@@ -1,4 +1,4 @@
-import { addCommonOptions, buildContext, type CommonFlags } from '../cli/common.js';
+import { addCommonOptions, buildContext, type CommonFlags, runOptions } from '../cli/common.js';
 import type { CommandSpec } from '../cli/command-spec.js';
 import type { PlateResult } from '../core/pool.js';
 import { restoreStatusSources } from '../core/restore/source-status.js';
@@ -56,16 +56,10 @@ Examples:
   run: async (flags, signal, reporter) => {
     const f = flags as unknown as RestoreStatusFlags;
     if (f.ledger && !f.sources) throw new UsageError('--ledger goes with --sources');
-    const ctx = await buildContext(f, signal);
+    const ctx = await buildContext(f, signal, reporter);
     const common = {
-      layout: ctx.layout,
-      plates: ctx.plates,
+      ...runOptions(ctx, { onDone: reporter.onDone }),
       ...(f.wait ? { wait: { timeoutMs: f.timeout, pollMs: f.poll } } : {}),
-      maxProcs: f.maxProcs,
-      signal,
-      log: ctx.log,
-      ...(f.logDir ? { logDir: f.logDir } : {}),
-      onDone: reporter.onDone,
       onPoll: (waiting: PlateResult[], nextMs: number) =>
         reporter.note(
           `restore-status: ${waiting.length} plate(s) not readable yet (${waiting

@@ -89,7 +89,7 @@ Examples:
   run: async (flags, signal, reporter, version) => {
     const f = flags as unknown as RestoreFlags;
     const to = await destination(f);
-    const ctx = await buildContext(f, signal);
+    const ctx = await buildContext(f, signal, reporter);
     reporter.setTotal(ctx.plates.length);
     return restore(ctx.store, {
       ...runOptions(ctx, reporter),

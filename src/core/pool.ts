@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import pLimit from 'p-limit';
 import { errorMessage, PlateError } from '../errors.js';
 import type { PlateRow } from '../plates/plates-csv.js';
+import type { Shard } from '../plates/shard.js';
 import type { Logger } from '../log/log.js';
 import { plateLayout, type LayoutOptions } from '../layout/layout.js';
 import type { S3Options } from '../s3/client.js';
@@ -45,7 +46,10 @@ export interface PlateResult {
 
 /** What every plate command's run takes besides its own options. */
 export interface RunOptions {
+  /** With a shard, only that shard's plates. */
   plates: PlateRow[];
+  /** The shard these plates are, when the run has one: the engines may run two copies of it. */
+  shard?: Shard;
   maxProcs: number;
   signal: AbortSignal;
   log: Logger;

@@ -22,6 +22,22 @@ export function serverEnv(server: TestServer): NodeJS.ProcessEnv {
   };
 }
 
+/** The environment every spawned CLI starts from: nothing of the developer's own. */
+export function cliBaseEnv(): NodeJS.ProcessEnv {
+  return {
+    PATH: process.env.PATH,
+    HOME: process.env.HOME,
+    TZ: process.env.TZ,
+    // keep tests independent of the developer's own AWS config
+    AWS_CONFIG_FILE: '/nonexistent',
+    AWS_SHARED_CREDENTIALS_FILE: '/nonexistent',
+    // a suite run with it tests the zlib fallback throughout (README "Tests")
+    ...(process.env.IMGBACKUP_NO_ADDON
+      ? { IMGBACKUP_NO_ADDON: process.env.IMGBACKUP_NO_ADDON }
+      : {}),
+  };
+}
+
 export function runCli(
   args: string[],
   env: NodeJS.ProcessEnv = {},
@@ -34,19 +50,7 @@ export function runCli(
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], {
-      env: {
-        PATH: process.env.PATH,
-        HOME: process.env.HOME,
-        TZ: process.env.TZ,
-        // keep tests independent of the developer's own AWS config
-        AWS_CONFIG_FILE: '/nonexistent',
-        AWS_SHARED_CREDENTIALS_FILE: '/nonexistent',
-        // a suite run with it tests the zlib fallback throughout (README "Tests")
-        ...(process.env.IMGBACKUP_NO_ADDON
-          ? { IMGBACKUP_NO_ADDON: process.env.IMGBACKUP_NO_ADDON }
-          : {}),
-        ...env,
-      },
+      env: { ...cliBaseEnv(), ...env },
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     let stdout = '';
