@@ -38,6 +38,7 @@ import {
   tagOf,
   type ArchivedCase,
 } from '../helpers/restore.js';
+import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { getBytes, keysUnder, snapshot } from '../helpers/s3.js';
 import { testServerNames } from '../helpers/servers.js';
 import { useServer, type ServerSuite } from '../helpers/suite.js';
@@ -157,6 +158,32 @@ for (const name of testServerNames('all')) {
         after,
         before.filter((l) => !l.includes('_restored.json')),
       );
+    });
+
+    test('--to-s3 uploads small members several at once, not one round trip after another', async () => {
+      const c = await archivedAndDeleted(suite);
+      // Each single PUT is held 150 ms at the proxy, as a slow link would: sequential uploads
+      // would never overlap there.
+      let holding = 0;
+      let most = 0;
+      const proxy = await startFaultProxy(suite.server.endpoint, {
+        rate: 0,
+        onRequest: async (req) => {
+          if (req.method !== 'PUT' || /[?&](partNumber|uploadId)=/.test(req.url ?? '')) return;
+          holding += 1;
+          most = Math.max(most, holding);
+          await new Promise((r) => setTimeout(r, 150));
+          holding -= 1;
+        },
+      });
+      try {
+        const r = await c.run('restore', ['--to-s3', '--endpoint-url', proxy.endpoint]);
+        assert.equal(r.code, 0, r.stderr + r.stdout);
+      } finally {
+        await proxy.close();
+      }
+      await assertRebuiltOnS3(suite, c);
+      assert.ok(most >= 4, `at most ${most} member upload(s) in flight at once`);
     });
 
     test('--to-dir rebuilds the tree GNU tar makes; a second run changes nothing; other bytes are left alone', async () => {

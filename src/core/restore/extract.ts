@@ -10,6 +10,7 @@ import { isAbort, s3ErrorCode, type ArchiveHead, type S3Store } from '../../s3/s
 import type { PathFilter } from './glob.js';
 import { rangedChunks } from './ranged-read.js';
 import { MemberHasher, type Expected, type MemberProof } from './member-check.js';
+import { BACKGROUND_MEMBER_MAX, BackgroundPuts } from './member-puts.js';
 import type { MemberWriter, Target } from './targets.js';
 
 export interface TarballJob {
@@ -81,6 +82,7 @@ export async function restoreTarball(job: TarballJob): Promise<TarballOutcome> {
   const unproven: { path: string; w: MemberWriter }[] = [];
   let current: MemberWriter | undefined;
   let currentName = '';
+  const puts = new BackgroundPuts();
   const body = Readable.from(rangedChunks(job.store, job.coldBucket, job.head));
   const extract = tar.extract();
   const tap = new Transform({
@@ -96,22 +98,23 @@ export async function restoreTarball(job: TarballJob): Promise<TarballOutcome> {
   const consume = (async () => {
     for await (const entry of extract) {
       currentName = entry.header.name;
-      await member(
-        job,
-        entry as AsyncIterable<Buffer> & { header: tar.Header },
+      await member(job, entry as AsyncIterable<Buffer> & { header: tar.Header }, {
         out,
         deferred,
         unproven,
-        (w) => (current = w),
-      );
+        puts,
+        setCurrent: (w) => (current = w),
+      });
       current = undefined;
     }
   })();
   try {
     await Promise.all([parse, consume]);
+    await puts.drain();
   } catch (err) {
     body.destroy();
     await current?.discard();
+    await puts.settle(); // their members are in `unproven` before it is cleaned up
     for (const d of [...deferred, ...unproven]) await d.w.discard();
     if (err instanceof PlateError || job.store.signal.aborted) throw err;
     throw new PlateError(
@@ -130,14 +133,23 @@ export async function restoreTarball(job: TarballJob): Promise<TarballOutcome> {
   return out;
 }
 
+/** A tarball's restore state that each member adds to. */
+interface MemberState {
+  out: TarballOutcome;
+  /** Finished on disk, published once the tarball's md5 is proven. */
+  deferred: { path: string; w: MemberWriter }[];
+  /** Published on S3 with only the tarball's md5 to prove them: deleted if it fails. */
+  unproven: { path: string; w: MemberWriter }[];
+  puts: BackgroundPuts;
+  setCurrent: (w: MemberWriter) => void;
+}
+
 async function member(
   job: TarballJob,
   entry: AsyncIterable<Buffer> & { header: tar.Header },
-  out: TarballOutcome,
-  deferred: { path: string; w: MemberWriter }[],
-  unproven: { path: string; w: MemberWriter }[],
-  setCurrent: (w: MemberWriter) => void,
+  st: MemberState,
 ): Promise<void> {
+  const { out, deferred, unproven, setCurrent } = st;
   const h = entry.header;
   const drain = async (hasher?: MemberHasher) => {
     for await (const c of entry) hasher?.update(c);
@@ -160,6 +172,17 @@ async function member(
   const hasher = new MemberHasher(expected ?? { size });
   const bad = (problem: string) =>
     new PlateError(`${job.tarball.fileName}: member ${p.path}: ${problem}; it was not written`);
+  if (!job.target.holdsUnpublished && size <= BACKGROUND_MEMBER_MAX) {
+    const chunks: Buffer[] = [];
+    for await (const c of entry) {
+      hasher.update(c);
+      chunks.push(c);
+    }
+    const v = hasher.verdict();
+    if (v.problem) throw bad(v.problem);
+    const bytes = Buffer.concat(chunks, size);
+    return st.puts.add(size, () => putChecked(job, p.path, expected, bytes, v, st));
+  }
   const there = await job.target.existing(p.path);
   if (there && !job.overwrite) {
     await drain(hasher);
@@ -200,6 +223,50 @@ async function member(
     await writing(where, () => w.publish());
     unproven.push({ path: p.path, w });
   }
+}
+
+/**
+ * A small member read whole and already checked (`v`), to S3: skipped if the same bytes are
+ * there, reported if others are (unless --overwrite), else uploaded, as `member` does inline.
+ */
+async function putChecked(
+  job: TarballJob,
+  path: string,
+  expected: Expected | undefined,
+  bytes: Buffer,
+  v: { md5: string; proof: MemberProof },
+  st: MemberState,
+): Promise<void> {
+  const { out } = st;
+  const where = job.target.where(path);
+  const there = await writing(where, () => job.target.existing(path));
+  const same = async () => there!.size === bytes.length && (await there!.same(v.md5));
+  if (there && !job.overwrite) {
+    if (await writing(where, same)) out.skipped += 1;
+    else out.conflicts.push(where);
+    return;
+  }
+  // An object replaced now could not be put back if the tarball's md5 then failed.
+  if (there && v.proof === 'tarball-md5') {
+    if (await writing(where, same)) out.skipped += 1;
+    else out.unprovable.push(where);
+    return;
+  }
+  const w = await writing(where, () =>
+    job.target.open(path, expected ?? { size: bytes.length }, job.overwrite),
+  );
+  try {
+    await writing(where, () => w.write(bytes));
+    await writing(where, () => w.finish());
+    await writing(where, () => w.publish());
+  } catch (err) {
+    await w.discard().catch(() => {});
+    throw err;
+  }
+  out.proofs[v.proof] += 1;
+  out.written += 1;
+  out.bytesWritten += bytes.length;
+  if (v.proof === 'tarball-md5') st.unproven.push({ path, w });
 }
 
 /**
