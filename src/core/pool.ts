@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { appendFileSync, mkdirSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import pLimit from 'p-limit';
-import { errorMessage, PlateError } from '../errors.js';
+import { errorMessage, LeaseHeldError, LeaseLostError, PlateError } from '../errors.js';
 import type { PlateRow } from '../plates/plates-csv.js';
 import type { Logger } from '../log/log.js';
 import { plateLayout, type LayoutOptions } from '../layout/layout.js';
@@ -16,6 +16,9 @@ export type PlateStatus =
   | 'skipped'
   | 'failed'
   | 'mismatch'
+  // its lease was lost, or is held by another live run: retry later (exit 75)
+  | 'lease lost'
+  | 'held'
   | 'interrupted'
   // plan: where a plate stands
   | 'not archived'
@@ -52,6 +55,10 @@ export interface RunOptions {
   logDir?: string;
   onStart?: (plate: PlateRow) => void;
   onDone?: (result: PlateResult) => void;
+  /** --lease-ttl: how long a plate's lease outlives its holder's last renewal. */
+  leaseTtlMs?: number;
+  /** --shard: this run is one of several hosts sharing the plates (needs leases). */
+  shard?: unknown;
 }
 
 export function poolOptions(
@@ -127,14 +134,23 @@ export async function runPlates(
           ? 'interrupted'
           : err instanceof PlateError && err.name === 'VerificationError'
             ? 'mismatch'
-            : 'failed',
+            : err instanceof LeaseLostError
+              ? 'lease lost'
+              : err instanceof LeaseHeldError
+                ? 'held'
+                : 'failed',
         message: interrupted ? 'interrupted' : errorMessage(err),
         seconds: (Date.now() - started) / 1000,
       };
     }
     if (opts.jobLog) {
       seq += 1;
-      const exit = result.status === 'failed' || result.status === 'mismatch' ? 1 : 0;
+      const exit =
+        result.status === 'failed' || result.status === 'mismatch'
+          ? 1
+          : result.status === 'lease lost' || result.status === 'held'
+            ? 75
+            : 0;
       const sig = result.status === 'interrupted' ? 2 : 0;
       appendFileSync(
         opts.jobLog,
