@@ -131,11 +131,16 @@ class LocalLock implements PlateClaim {
   }
 }
 
-/** A plate under its S3 lease. */
+/**
+ * A plate under its S3 lease. Archive also keeps the tmpdir lock: the lease keeps other runs off
+ * the plate's S3 outputs, the lock keeps another run on this host off its files in the tmpdir
+ * (a frozen holder's, say), exactly as without leases.
+ */
 class LeaseClaim implements PlateClaim {
   constructor(
     private readonly lease: Lease,
     private readonly work: LeaseWork,
+    private readonly local: LocalLock | undefined,
   ) {}
 
   get generation(): number {
@@ -149,9 +154,21 @@ class LeaseClaim implements PlateClaim {
   }
   lost = () => this.lease.lost;
   assertHeld = () => this.lease.assertHeld();
-  beginWrites = () => (this.work === 'archive' ? this.lease.beginWrites() : Promise.resolve());
-  ifExclusive = <T>(fn: () => Promise<T>) => fn();
-  release = () => this.lease.release();
+
+  async beginWrites(): Promise<void> {
+    if (this.work !== 'archive') return;
+    await this.local?.beginWrites();
+    await this.lease.beginWrites();
+  }
+
+  ifExclusive<T>(fn: () => Promise<T>): Promise<T | undefined> {
+    return this.local ? this.local.ifExclusive(fn) : fn();
+  }
+
+  async release(): Promise<void> {
+    await this.local?.release();
+    await this.lease.release();
+  }
 }
 
 export interface ClaimOptions {
@@ -196,7 +213,11 @@ export async function withClaim<T>(
     form: opts.guard.form,
     log: opts.log,
   });
-  const claim = new LeaseClaim(lease, opts.work);
+  const local =
+    opts.work === 'archive' && opts.tmpdir !== undefined
+      ? new LocalLock(opts.tmpdir, L, opts.log)
+      : undefined;
+  const claim = new LeaseClaim(lease, opts.work, local);
   const fence: Fence = opts.stamp === false ? { assertHeld: () => lease.assertHeld() } : lease;
   const fenced = store.withSignal(AbortSignal.any([store.signal, lease.signal])).withFence(fence);
   try {
@@ -206,6 +227,6 @@ export async function withClaim<T>(
     if (lost && err !== lost) throw new LeaseLostError(lost.message, { cause: err });
     throw err;
   } finally {
-    await lease.release();
+    await claim.release();
   }
 }
