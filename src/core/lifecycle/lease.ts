@@ -400,6 +400,7 @@ export class Lease {
     this.timer = setTimeout(() => {
       this.chain = this.chain
         .then(() => this.renew())
+        .catch((err: unknown) => this.p.log.warn({ err }, 'a lease renewal failed'))
         .finally(() => {
           if (this.timer && !this.lostError) this.schedule();
         });
@@ -410,7 +411,7 @@ export class Lease {
   private async renew(): Promise<void> {
     if (this.lost) return;
     const left = holderDeadline(this.lastOkMs, this.p.ttlMs) - this.clock();
-    await this.write({}, AbortSignal.timeout(Math.max(100, left)));
+    await this.write({}, AbortSignal.timeout(Math.ceil(Math.max(100, left))));
   }
 
   private async update(change: Partial<LeaseBody>): Promise<void> {
