@@ -28,6 +28,19 @@ export class VerificationError extends PlateError {
   override name = 'VerificationError';
 }
 
+/**
+ * A plate's lease was lost (not renewed in time, or taken over): its work stopped, wrote and
+ * deleted nothing more. Exit 75: another run holds or will take the plate; retry later.
+ */
+export class LeaseLostError extends PlateError {
+  override name = 'LeaseLostError';
+}
+
+/** A plate's lease is held by another live run: nothing was done to it. Exit 75: retry later. */
+export class LeaseHeldError extends PlateError {
+  override name = 'LeaseHeldError';
+}
+
 export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message || err.name;
   return String(err);

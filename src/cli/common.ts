@@ -9,6 +9,8 @@ import { createS3Client, DEFAULT_MAX_ATTEMPTS, type S3Options } from '../s3/clie
 import { S3Store } from '../s3/store.js';
 import type { RunOptions } from '../core/pool.js';
 import type { Reporter } from './reporter.js';
+import { parseDuration } from '../commands/restore-flags.js';
+import { DEFAULT_LEASE_TTL_MS, MIN_LEASE_TTL_MS } from '../core/lifecycle/lease.js';
 
 export interface CommonFlags {
   plates: string;
@@ -27,6 +29,7 @@ export interface CommonFlags {
   quiet?: boolean;
   shard?: string;
   shardCount?: string;
+  leaseTtl: number;
 }
 
 /** What every command needs, built once from its flags. */
@@ -41,6 +44,15 @@ export interface Context {
   log: Logger;
   flags: CommonFlags;
   signal: AbortSignal;
+}
+
+const parseTtl = parseDuration('--lease-ttl');
+
+function leaseTtl(v: string): number {
+  const ms = parseTtl(v);
+  if (ms < MIN_LEASE_TTL_MS)
+    throw new InvalidArgumentError(`--lease-ttl takes at least ${MIN_LEASE_TTL_MS / 1000}s`);
+  return ms;
 }
 
 export function positiveInt(name: string) {
@@ -79,6 +91,12 @@ export function addCommonOptions(
       'attempts per S3 request',
       positiveInt('--max-attempts'),
       DEFAULT_MAX_ATTEMPTS,
+    )
+    .option(
+      '--lease-ttl <duration>',
+      "how long a plate's S3 lease outlives its holder's last renewal (90s, 5m); a killed run's plates are taken over after it plus a margin",
+      leaseTtl,
+      DEFAULT_LEASE_TTL_MS,
     )
     .option('--log-dir <dir>', 'keep a job log and one log file per plate here')
     .option('--json', 'print one JSON object per plate and a summary on stdout')
@@ -170,6 +188,7 @@ export function runOptions(
     log: ctx.log,
     s3: ctx.s3,
     ...(ctx.flags.logDir ? { logDir: ctx.flags.logDir } : {}),
+    ...(ctx.flags.leaseTtl !== undefined ? { leaseTtlMs: ctx.flags.leaseTtl } : {}),
     ...(reporter.onStart ? { onStart: reporter.onStart } : {}),
     onDone: reporter.onDone,
   };

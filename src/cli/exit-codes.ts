@@ -1,5 +1,5 @@
 import { CommanderError } from 'commander';
-import { ConfigError, UsageError } from '../errors.js';
+import { ConfigError, LeaseHeldError, LeaseLostError, UsageError } from '../errors.js';
 import type { PlateResult } from '../core/pool.js';
 
 /** Documented in README ("Exit codes"); the only place they are decided. */
@@ -10,6 +10,11 @@ export const EXIT = {
   mismatch: 3,
   /** EX_TEMPFAIL: nothing failed, but some plates wait for restores; re-run later. */
   waiting: 75,
+  /**
+   * EX_TEMPFAIL too: a plate's lease was lost (or is held by another live run); it stopped
+   * without writing or deleting anything more. Re-run later: the engines' retry rules name it.
+   */
+  lease: 75,
   sigint: 130,
   sigterm: 143,
 } as const;
@@ -19,6 +24,7 @@ export function exitCodeForResults(results: PlateResult[], interruptedBy?: NodeJ
   if (results.some((r) => r.status === 'failed' || r.status === 'interrupted'))
     return EXIT.platesFailed;
   if (results.some((r) => r.status === 'mismatch')) return EXIT.mismatch;
+  if (results.some((r) => r.status === 'lease lost' || r.status === 'held')) return EXIT.lease;
   if (results.some((r) => r.status === 'waiting')) return EXIT.waiting;
   return EXIT.ok;
 }
@@ -27,5 +33,6 @@ export function exitCodeForError(err: unknown, interruptedBy?: NodeJS.Signals): 
   if (interruptedBy) return interruptedBy === 'SIGTERM' ? EXIT.sigterm : EXIT.sigint;
   if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
   if (err instanceof UsageError || err instanceof ConfigError) return EXIT.usage;
+  if (err instanceof LeaseLostError || err instanceof LeaseHeldError) return EXIT.lease;
   return EXIT.platesFailed;
 }

@@ -141,7 +141,10 @@ export function createReporter(opts: ReporterOptions): Reporter {
       running.delete(r.plateId);
       dirty = true;
       if (opts.json) out.write(`${resultJson(r)}\n`);
-      if (!opts.json && (!opts.quiet || r.status === 'failed' || r.status === 'mismatch')) {
+      if (
+        !opts.json &&
+        (!opts.quiet || ['failed', 'mismatch', 'lease lost', 'held'].includes(r.status))
+      ) {
         const size = r.bytesIn ? ` (${r.files} files, ${formatBytes(r.bytesIn)})` : '';
         line(`${r.plateId}: ${r.status}${size}${r.message ? `: ${r.message}` : ''}`);
       } else if (live && drawn > 0) draw();

@@ -15,8 +15,6 @@ import {
 } from '../integrity/listings.js';
 import {
   listingPath,
-  optionalOutputKeys,
-  outputKeys,
   tarPath,
   type LayoutOptions,
   type PlateLayout,
@@ -25,13 +23,7 @@ import {
 import { plateLogger, type Logger } from '../log/log.js';
 import type { PlateRow } from '../plates/plates-csv.js';
 import { ArchivedObjectError, objectChunks, readObject } from '../s3/read-object.js';
-import {
-  CLEANUP_TIMEOUT_MS,
-  httpStatus,
-  s3ErrorCode,
-  type ObjectInfo,
-  type S3Store,
-} from '../s3/store.js';
+import { CLEANUP_TIMEOUT_MS, httpStatus, type ObjectInfo, type S3Store } from '../s3/store.js';
 import { FileUpload, type KeyClaim, MultipartSink } from '../s3/upload.js';
 import {
   gzipEngine,
@@ -50,7 +42,22 @@ import {
 import { poolOptions, runPlates, type PlateResult, type RunOptions } from './pool.js';
 import { DiskBudget, freeBytes } from './disk.js';
 import { checkOwnership, plateOwner, resolveLayout } from './archive-state.js';
-import { abortStaleUploads, inProgressRecord, lockPlate, removeStaleLocal } from './resume.js';
+import { abortStaleUploads, inProgressRecord, removeStaleLocal } from './resume.js';
+import {
+  NO_GUARD,
+  openGuard,
+  withClaim,
+  type Guard,
+  type PlateClaim,
+} from './lifecycle/plate-life.js';
+import {
+  clearMarker,
+  probeOutputs,
+  refuseForeignPartial,
+  removeOutputs,
+  tidyCompleted,
+  type OutputState,
+} from './lifecycle/outputs.js';
 import { checkBuckets, checkTmpdir } from './preflight.js';
 import { archiveInWorker } from './workers/jobs.js';
 
@@ -75,6 +82,8 @@ export interface ArchiveOptions {
   stream?: boolean;
   /** The tmpdir space plates share; none with --stream. */
   disk?: DiskBudget;
+  /** How plates are kept from two runs at once (the run's lease probe); none for a dry run. */
+  guard?: Guard;
 }
 
 /**
@@ -164,21 +173,29 @@ export async function archivePlate(
   const L = await resolveLayout(store, opts.layout, plate);
   // Outputs under this tag may be another plate's (tags are not unique): never redo or tidy them.
   await checkOwnership(store, opts.layout, L);
-  const base = { plateId: plate.plateId, tag: L.tag };
-
-  const outputs = outputKeys(L);
-  // The ETag listing and indexes are ours alone (old archives lack them): they never decide
-  // "complete", but a stray one does make an archive partial. The in-progress marker says whose
-  // partial it is.
-  const probed = [...outputs, ...optionalOutputKeys(L), { bucket: L.bucket, key: L.inProgressKey }];
-  const present = await Promise.all(
-    probed.map(async (o) => (await store.head(o.bucket, o.key)) !== undefined),
+  const guard = opts.dryRun ? NO_GUARD : (opts.guard ?? NO_GUARD);
+  return withClaim(store, L, { guard, work: 'archive', log, tmpdir: opts.tmpdir }, (claim, s) =>
+    archiveClaimed(s, opts, plate, L, claim, log),
   );
-  const interrupted = present[probed.length - 1] === true;
-  if (present.slice(0, outputs.length).every(Boolean)) {
+}
+
+/** The plate's archive, once it is claimed: outputs probed, sources listed, work, publish. */
+async function archiveClaimed(
+  store: S3Store,
+  opts: ArchiveOptions,
+  plate: PlateRow,
+  L: PlateLayout,
+  claim: PlateClaim,
+  log: Logger,
+): Promise<Omit<PlateResult, 'seconds'>> {
+  const base = { plateId: plate.plateId, tag: L.tag };
+  const state = await probeOutputs(store, L, claim);
+  if (state.complete) {
     // A run killed after the plate's last output landed leaves its marker and lock behind.
     const tidied =
-      interrupted && !opts.dryRun && (await tidyCompleted(store, opts.tmpdir, L, log, opts.log));
+      state.interrupted &&
+      !opts.dryRun &&
+      (await tidyCompleted(store, claim, opts.tmpdir, L, log, opts.log));
     return {
       ...base,
       status: 'skipped',
@@ -190,12 +207,8 @@ export async function archivePlate(
       bytesOut: 0,
     };
   }
-  if (present.some(Boolean) && !interrupted) {
-    const have = probed.filter((_, i) => present[i]).map((o) => `s3://${o.bucket}/${o.key}`);
-    throw new PlateError(
-      `a partial archive not made by an interrupted imgbackup run is there (${nameSome(have)}); not touching it: check it, remove those keys, then re-run`,
-    );
-  }
+  if (state.stale) log.warn({ why: state.stale }, 'the outputs there are partial');
+  refuseForeignPartial(state);
 
   const listed = await listSources(store, L);
   const files = sourceFiles(listed);
@@ -206,44 +219,85 @@ export async function archivePlate(
   }
   const bytesIn = files.reduce((n, o) => n + o.size, 0);
   log.info({ files: files.length, bytes: bytesIn }, 'listed sources');
-  if (opts.dryRun) {
-    const tarballs = L.tarballs.map((t) => {
-      const tFiles = sourceFiles(listed.filter((l) => t.sources.includes(l.source)));
-      return {
-        bucket: L.coldBucket,
-        key: t.key,
-        files: tFiles.length,
-        bytes: tFiles.reduce((n, o) => n + o.size, 0),
-      };
-    });
-    return {
-      ...base,
-      status: 'planned',
-      message: `dry run: would write ${tarballs.map((t) => `s3://${t.bucket}/${t.key}`).join(', ')}`,
-      files: files.length,
-      bytesIn,
-      bytesOut: 0,
-      details: { dryRun: true, tarballs },
-    };
-  }
+  if (opts.dryRun) return dryRunResult(base, L, listed, files.length, bytesIn);
   opts.onPlan?.(plate.plateId, bytesIn);
 
   const release = await reserveTmpdir(opts, L, listed, log, store.signal);
-  const lock = await lockPlate(opts.tmpdir, L, log).catch((err: unknown) => {
+  try {
+    await claim.beginWrites();
+    const built = await writeOutputs(store, opts, L, state, listed, plate, claim, log);
+    return {
+      ...base,
+      status: 'archived',
+      files: files.length,
+      bytesIn,
+      bytesOut: built.reduce((n, b) => n + b.hash.size, 0),
+      details: Object.fromEntries(
+        built.map((b) => [
+          b.layout.name,
+          { key: b.layout.key, etag: b.hash.etag, md5: b.hash.md5, bytes: b.hash.size },
+        ]),
+      ),
+    };
+  } finally {
     release();
-    throw err;
+  }
+}
+
+function dryRunResult(
+  base: { plateId: string; tag: string },
+  L: PlateLayout,
+  listed: ListedSource[],
+  files: number,
+  bytesIn: number,
+): Omit<PlateResult, 'seconds'> {
+  const tarballs = L.tarballs.map((t) => {
+    const tFiles = sourceFiles(listed.filter((l) => t.sources.includes(l.source)));
+    return {
+      bucket: L.coldBucket,
+      key: t.key,
+      files: tFiles.length,
+      bytes: tFiles.reduce((n, o) => n + o.size, 0),
+    };
   });
+  return {
+    ...base,
+    status: 'planned',
+    message: `dry run: would write ${tarballs.map((t) => `s3://${t.bucket}/${t.key}`).join(', ')}`,
+    files,
+    bytesIn,
+    bytesOut: 0,
+    details: { dryRun: true, tarballs },
+  };
+}
+
+/**
+ * Holding the plate (lock or lease): removes what an interrupted run left, writes the marker,
+ * the tarballs, their sums and the listings, the delete script last. On failure it removes
+ * what it wrote, the marker last; a lost lease stops it without removing anything.
+ */
+async function writeOutputs(
+  store: S3Store,
+  opts: ArchiveOptions,
+  L: PlateLayout,
+  state: OutputState,
+  listed: ListedSource[],
+  plate: PlateRow,
+  claim: PlateClaim,
+  log: Logger,
+): Promise<BuiltTarball[]> {
+  const files = sourceFiles(listed);
   const built: BuiltTarball[] = [];
   const written = new Written();
   const claims = new Map<TarballLayout, KeyClaim>();
   try {
-    // Holding the lock, whatever an earlier run of this plate left is stale: redo it cleanly.
+    // Holding the plate, whatever an earlier run of this plate left is stale: redo it cleanly.
     await removeStaleLocal(opts.tmpdir, L);
     await abortStaleUploads(store, L, log, opts.log);
-    if (interrupted) {
+    if (state.interrupted || state.present.some(Boolean)) {
       log.warn('redoing a plate whose earlier archive run was interrupted');
       // Its marker stays (ours replaces it next), so a failure here still reads as ours.
-      const theirs = probed.filter((k, i) => present[i] && k.key !== L.inProgressKey);
+      const theirs = state.probed.filter((k, i) => state.present[i] && k.key !== L.inProgressKey);
       const left = await removeOutputs(store, L, theirs, log);
       if (left) throw new PlateError(`its interrupted run's outputs could not be removed: ${left}`);
     }
@@ -256,78 +310,15 @@ export async function archivePlate(
       inProgressRecord(plateOwner(opts.layout, plate)),
       { overwrite: true },
     );
-    const uploads: Promise<void>[] = [];
-    try {
-      const bytesOf = (t: TarballLayout) =>
-        listed
-          .filter((l) => t.sources.includes(l.source))
-          .reduce((n, l) => n + l.objects.reduce((m, o) => m + o.size, 0), 0);
-      // Largest first: its upload's end (the last parts, then Complete, which takes S3 a while
-      // for a big object) overlaps the writing of the smaller one, and the plate ends with the
-      // small tarball's short upload to wait for.
-      const order = [...L.tarballs].sort((a, b) => bytesOf(b) - bytesOf(a));
-      for (const t of order) {
-        const tListed = listed.filter((l) => t.sources.includes(l.source));
-        const claim: KeyClaim = { sent: false, taken: false };
-        claims.set(t, claim);
-        const tb = await buildTarball(store, opts, L, t, tListed, plate.plateId, log, claim);
-        built.push(tb);
-        // Upload while the next tarball is being written.
-        const up = uploadAndCheck(store, L, tb, log, written);
-        up.catch(() => {});
-        uploads.push(up);
-      }
-      await Promise.all(uploads);
-    } catch (err) {
-      if (err instanceof ArchivedObjectError)
-        throw await archivedError(store, L.bucket, files, log, err);
-      throw err;
-    } finally {
-      await Promise.allSettled(uploads);
-      // Only the tarballs this plate wrote; a partial one was already removed by its writer.
-      await Promise.all(built.map((b) => rm(b.path, { force: true })));
-    }
-
-    const s3Listing = normalizedListing(
-      files.map((o) => ({ path: listingPath(o.key), size: o.size })),
-    );
-    const tarListing = built.map((b) => b.tarListing).join('');
-    const sortedTar = normalizedListing(
-      tarListing
-        .split('\n')
-        .filter(Boolean)
-        .map((line) => {
-          const tab = line.lastIndexOf('\t');
-          return { path: line.slice(0, tab), size: Number(line.slice(tab + 1)) };
-        }),
-    );
-    if (sortedTar !== s3Listing) {
-      throw new PlateError(
-        'the tarballs do not hold exactly the listed files (internal check; a bug: please report it with the plate log)',
-      );
-    }
-    const raw = listed.flatMap((l) => l.objects.map(rawListingLine)).join('');
-    const put = (bucket: string, key: string, text: string) =>
-      written.put(store, bucket, key, text, { contentType: 'text/plain; charset=utf-8' });
-    await put(L.coldBucket, L.untrimmedListingKey, raw);
-    await put(L.bucket, L.s3ListingKey, s3Listing);
-    await put(L.bucket, L.tarListingKey, sortedTar);
-    await put(
-      L.bucket,
-      L.etagListingKey,
-      etagListing(
-        files.map((o) => ({
-          path: listingPath(o.key),
-          size: o.size,
-          etag: o.etag,
-          ...(o.versionId !== undefined ? { versionId: o.versionId } : {}),
-        })),
-      ),
-    );
-    // Last: its presence marks the plate's archive complete. It names exactly the keys (and
-    // versions) archived, so running it can never remove what was added or changed since.
-    await put(L.bucket, L.deleteScriptKey, deleteScript(L.bucket, files));
+    await writeTarballs(store, opts, L, listed, plate, log, built, written, claims);
+    await publish(store, L, listed, files, built, written);
+    // Still holding the plate: a marker removed after the release could be the next run's.
+    await clearMarker(store, L, log);
+    return built;
   } catch (err) {
+    // Another run holds the plate now: what is there may be its own. Nothing more is removed.
+    const lost = claim.lost();
+    if (lost) throw lost;
     // Remove this run's partial output so a re-run starts clean instead of finding a partial
     // archive: what this run wrote, and each tarball whose final write was sent and is not
     // someone else's. The in-progress marker goes last, once the rest is gone.
@@ -338,53 +329,101 @@ export async function archivePlate(
     if (!left) throw err;
     if (!(err instanceof PlateError)) log.error({ err }, 'unexpected error');
     throw new PlateError(`${errorMessage(err)}; and then ${left}`, { cause: err });
-  } finally {
-    await lock.release();
-    release();
   }
-  // Complete since the delete script landed; a marker left behind only costs a warning (the
-  // archive reads as complete: every output is there).
-  const cleared = await store
-    .deleteBatch(L.bucket, [{ key: L.inProgressKey }])
-    .then((r) => r.errors.length === 0)
-    .catch(() => false);
-  if (!cleared) log.warn({ key: L.inProgressKey }, 'could not remove the in-progress marker');
-  return {
-    ...base,
-    status: 'archived',
-    files: files.length,
-    bytesIn,
-    bytesOut: built.reduce((n, b) => n + b.hash.size, 0),
-    details: Object.fromEntries(
-      built.map((b) => [
-        b.layout.name,
-        { key: b.layout.key, etag: b.hash.etag, md5: b.hash.md5, bytes: b.hash.size },
-      ]),
-    ),
-  };
 }
 
-/**
- * A plate archived completely by a run that was killed before removing its in-progress marker
- * (and maybe its lock): removes both, unless a live process here holds the lock. True if done.
- */
-async function tidyCompleted(
+async function writeTarballs(
   store: S3Store,
-  tmpdir: string,
+  opts: ArchiveOptions,
   L: PlateLayout,
+  listed: ListedSource[],
+  plate: PlateRow,
   log: Logger,
-  runLog: Logger,
-): Promise<boolean> {
-  const lock = await lockPlate(tmpdir, L, log).catch(() => undefined);
-  if (!lock) return false; // another run of this plate is alive: what is there is its own
+  built: BuiltTarball[],
+  written: Written,
+  claims: Map<TarballLayout, KeyClaim>,
+): Promise<void> {
+  const uploads: Promise<void>[] = [];
   try {
-    await removeStaleLocal(tmpdir, L);
-    await abortStaleUploads(store, L, log, runLog);
-    const r = await store.deleteBatch(L.bucket, [{ key: L.inProgressKey }]);
-    return r.errors.length === 0;
+    const bytesOf = (t: TarballLayout) =>
+      listed
+        .filter((l) => t.sources.includes(l.source))
+        .reduce((n, l) => n + l.objects.reduce((m, o) => m + o.size, 0), 0);
+    // Largest first: its upload's end (the last parts, then Complete, which takes S3 a while
+    // for a big object) overlaps the writing of the smaller one, and the plate ends with the
+    // small tarball's short upload to wait for.
+    const order = [...L.tarballs].sort((a, b) => bytesOf(b) - bytesOf(a));
+    for (const t of order) {
+      const tListed = listed.filter((l) => t.sources.includes(l.source));
+      const claim: KeyClaim = { sent: false, taken: false };
+      claims.set(t, claim);
+      const tb = await buildTarball(store, opts, L, t, tListed, plate.plateId, log, claim);
+      built.push(tb);
+      // Upload while the next tarball is being written.
+      const up = uploadAndCheck(store, L, tb, log, written);
+      up.catch(() => {});
+      uploads.push(up);
+    }
+    await Promise.all(uploads);
+  } catch (err) {
+    if (err instanceof ArchivedObjectError)
+      throw await archivedError(store, L.bucket, sourceFiles(listed), log, err);
+    throw err;
   } finally {
-    await lock.release();
+    await Promise.allSettled(uploads);
+    // Only the tarballs this plate wrote; a partial one was already removed by its writer.
+    await Promise.all(built.map((b) => rm(b.path, { force: true })));
   }
+}
+
+/** The listings, checked against the tarballs, and the delete script last. */
+async function publish(
+  store: S3Store,
+  L: PlateLayout,
+  listed: ListedSource[],
+  files: ObjectInfo[],
+  built: BuiltTarball[],
+  written: Written,
+): Promise<void> {
+  const s3Listing = normalizedListing(
+    files.map((o) => ({ path: listingPath(o.key), size: o.size })),
+  );
+  const tarListing = built.map((b) => b.tarListing).join('');
+  const sortedTar = normalizedListing(
+    tarListing
+      .split('\n')
+      .filter(Boolean)
+      .map((line) => {
+        const tab = line.lastIndexOf('\t');
+        return { path: line.slice(0, tab), size: Number(line.slice(tab + 1)) };
+      }),
+  );
+  if (sortedTar !== s3Listing) {
+    throw new PlateError(
+      'the tarballs do not hold exactly the listed files (internal check; a bug: please report it with the plate log)',
+    );
+  }
+  const raw = listed.flatMap((l) => l.objects.map(rawListingLine)).join('');
+  const put = (bucket: string, key: string, text: string) =>
+    written.put(store, bucket, key, text, { contentType: 'text/plain; charset=utf-8' });
+  await put(L.coldBucket, L.untrimmedListingKey, raw);
+  await put(L.bucket, L.s3ListingKey, s3Listing);
+  await put(L.bucket, L.tarListingKey, sortedTar);
+  await put(
+    L.bucket,
+    L.etagListingKey,
+    etagListing(
+      files.map((o) => ({
+        path: listingPath(o.key),
+        size: o.size,
+        etag: o.etag,
+        ...(o.versionId !== undefined ? { versionId: o.versionId } : {}),
+      })),
+    ),
+  );
+  // Last: its presence marks the plate's archive complete. It names exactly the keys (and
+  // versions) archived, so running it can never remove what was added or changed since.
+  await put(L.bucket, L.deleteScriptKey, deleteScript(L.bucket, files));
 }
 
 async function buildTarball(
@@ -538,59 +577,6 @@ class Written {
   }
 }
 
-/**
- * Removes `keys` (a plate's outputs), the in-progress marker last and only once every other key
- * is gone: while any is left, the marker stays, so a re-run knows the partial archive is ours
- * and redoes it. Returns what could not be removed and what to do, or undefined if all is gone.
- */
-async function removeOutputs(
-  store: S3Store,
-  L: PlateLayout,
-  keys: { bucket: string; key: string }[],
-  log: Logger,
-): Promise<string | undefined> {
-  const cleanup = store.withSignal(AbortSignal.timeout(CLEANUP_TIMEOUT_MS));
-  const marker = (k: { bucket: string; key: string }) =>
-    k.bucket === L.bucket && k.key === L.inProgressKey;
-  const failed: { url: string; code: string }[] = [];
-  const remove = async (bucket: string, batch: string[]) => {
-    if (batch.length === 0) return;
-    try {
-      const r = await cleanup.deleteBatch(
-        bucket,
-        batch.map((key) => ({ key })),
-      );
-      const gone = new Set(r.deleted);
-      const code = new Map(r.errors.map((e) => [e.key, e.code] as const));
-      for (const key of batch) {
-        if (!gone.has(key))
-          failed.push({ url: `s3://${bucket}/${key}`, code: code.get(key) ?? 'not in the answer' });
-      }
-    } catch (err) {
-      for (const key of batch)
-        failed.push({ url: `s3://${bucket}/${key}`, code: s3ErrorCode(err) });
-    }
-  };
-  for (const bucket of [L.coldBucket, L.bucket]) {
-    await remove(
-      bucket,
-      keys.filter((k) => k.bucket === bucket && !marker(k)).map((k) => k.key),
-    );
-  }
-  const others = failed.length;
-  if (others === 0 && keys.some(marker)) await remove(L.bucket, [L.inProgressKey]);
-  if (failed.length === 0) return undefined;
-  log.error({ failed }, 'failure cleanup could not remove these outputs');
-  const codes = [...new Set(failed.map((f) => f.code))].join(', ');
-  if (others === 0) {
-    return `could not remove its in-progress marker ${failed[0]!.url} (${codes}); harmless: a re-run of archive removes it`;
-  }
-  const kept = keys.some(marker)
-    ? `; s3://${L.bucket}/${L.inProgressKey} is kept, so a re-run of archive removes them and redoes the plate`
-    : '';
-  return `could not remove ${others} of its outputs (${codes}): ${nameSome(failed.map((f) => f.url))}${kept}; or remove them by hand`;
-}
-
 async function uploadAndCheck(
   store: S3Store,
   L: PlateLayout,
@@ -667,6 +653,7 @@ export async function archive(store: S3Store, opts: ArchiveRunOptions): Promise<
   if (!opts.stream && !opts.dryRun && !opts.disk) {
     opts = { ...opts, disk: new DiskBudget(await freeBytes(opts.tmpdir)) };
   }
+  if (!opts.dryRun && !opts.guard) opts = { ...opts, guard: await openGuard(store, opts) };
   return runPlates(
     opts.plates,
     (plate, signal) => {

@@ -12,6 +12,8 @@ import { checkBuckets } from './preflight.js';
 import { classify, restoreNeed, SOURCE_HEADS_IN_FLIGHT } from './restore/source-objects.js';
 import { listSources, sourceFiles } from './sources.js';
 import { readVerifiedRecord } from './verify.js';
+import { describeHolder, readLease, type LeaseView } from './lifecycle/lease.js';
+import { staleGenerations } from './lifecycle/outputs.js';
 
 /** Where a plate stands; plan changes nothing. */
 export type PlateState = 'not archived' | 'partial' | 'archived' | 'verified' | 'deleted';
@@ -38,10 +40,14 @@ export async function planPlate(
   const bytesIn = files.reduce((n, o) => n + o.size, 0);
 
   const outputs = [...outputKeys(L), ...optionalOutputKeys(L)];
-  const present = await Promise.all(
-    outputs.map(async (o) => (await store.head(o.bucket, o.key)) !== undefined),
+  const found = await Promise.all(outputs.map((o) => store.head(o.bucket, o.key)));
+  const present = found.map((h) => h !== undefined);
+  const lease = await readLease(store, L.bucket, L.leaseKey);
+  const stale = staleGenerations(
+    found.flatMap((h) => (h ? [h.generation] : [])),
+    lease?.body?.archiveGeneration ?? 0,
   );
-  const complete = present.slice(0, outputKeys(L).length).every(Boolean);
+  const complete = present.slice(0, outputKeys(L).length).every(Boolean) && stale === undefined;
   const record = await readVerifiedRecord(store, L);
   let state: PlateState;
   if (record?.passed === true) {
@@ -71,12 +77,17 @@ export async function planPlate(
       ? restoreNeed(await classify(store, L.bucket, files, { restoreStatusSeen: false }, heads))
       : undefined;
   log.info({ files: files.length, bytes: bytesIn, state, tmpdirBytes, restore }, 'planned');
-  const message =
+  const said =
     state === 'not archived' && files.length === 0
       ? 'no objects under its four sources'
       : restore && restore.objects + restore.inProgress > 0
         ? restoreMessage(restore)
         : undefined;
+  const held =
+    lease?.body?.state === 'held'
+      ? `lease held by ${describeHolder(lease.body)}, expires ${lease.body.expires}`
+      : undefined;
+  const message = [stale, said, held].filter(Boolean).join('; ') || undefined;
   return {
     plateId: plate.plateId,
     tag: L.tag,
@@ -85,7 +96,22 @@ export async function planPlate(
     files: files.length,
     bytesIn,
     bytesOut: 0,
-    details: { state, tmpdirBytes, ...(restore ? { restore } : {}) },
+    details: { state, tmpdirBytes, ...(restore ? { restore } : {}), lease: leaseDetails(lease) },
+  };
+}
+
+/** What plan and --json show of a plate's lease (its wall-clock times, as the holder wrote them). */
+export function leaseDetails(view: LeaseView | undefined): Record<string, unknown> | 'none' {
+  if (!view) return 'none';
+  const b = view.body;
+  if (!b) return { state: 'unreadable' };
+  return {
+    state: b.state,
+    holder: `${b.owner.host} pid ${b.owner.pid}`,
+    work: b.work,
+    generation: b.generation,
+    since: b.since,
+    expires: b.expires,
   };
 }
 

@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { appendFileSync, mkdirSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import pLimit from 'p-limit';
-import { errorMessage, PlateError } from '../errors.js';
+import { errorMessage, LeaseHeldError, LeaseLostError, PlateError } from '../errors.js';
 import type { PlateRow } from '../plates/plates-csv.js';
 import type { Shard } from '../plates/shard.js';
 import type { Logger } from '../log/log.js';
@@ -18,6 +18,9 @@ export type PlateStatus =
   | 'skipped'
   | 'failed'
   | 'mismatch'
+  // its lease was lost, or is held by another live run: retry later (exit 75)
+  | 'lease lost'
+  | 'held'
   | 'interrupted'
   // plan: where a plate stands
   | 'not archived'
@@ -62,6 +65,8 @@ export interface RunOptions {
    * from these options (core/workers). Without them plates share this thread's loop and store.
    */
   s3?: S3Options;
+  /** --lease-ttl: how long a plate's lease outlives its holder's last renewal. */
+  leaseTtlMs?: number;
 }
 
 export function poolOptions(
@@ -137,14 +142,23 @@ export async function runPlates(
           ? 'interrupted'
           : err instanceof PlateError && err.name === 'VerificationError'
             ? 'mismatch'
-            : 'failed',
+            : err instanceof LeaseLostError
+              ? 'lease lost'
+              : err instanceof LeaseHeldError
+                ? 'held'
+                : 'failed',
         message: interrupted ? 'interrupted' : errorMessage(err),
         seconds: (Date.now() - started) / 1000,
       };
     }
     if (opts.jobLog) {
       seq += 1;
-      const exit = result.status === 'failed' || result.status === 'mismatch' ? 1 : 0;
+      const exit =
+        result.status === 'failed' || result.status === 'mismatch'
+          ? 1
+          : result.status === 'lease lost' || result.status === 'held'
+            ? 75
+            : 0;
       const sig = result.status === 'interrupted' ? 2 : 0;
       appendFileSync(
         opts.jobLog,

@@ -64,6 +64,11 @@ export interface PlateLayout {
   /** Exists while archive writes a plate's outputs: a partial archive with it is ours to redo. */
   inProgressKey: string;
   verifiedKey: string;
+  /**
+   * The plate's lease (archive, verify, delete, restore hold it while they work): written only
+   * with conditional PUTs, and kept when released so its generation survives.
+   */
+  leaseKey: string;
 }
 
 const PROJECTS = 'projects/';
@@ -119,6 +124,7 @@ export function plateLayout(opts: LayoutOptions, plate: PlateRef): PlateLayout {
     etagListingKey: `${backupDir}${tag}_file_etags_s3.txt`,
     inProgressKey: `${backupDir}${tag}_archive_in_progress.json`,
     verifiedKey: `${backupDir}${tag}_verified.json`,
+    leaseKey: `${backupDir}${tag}.lease`,
   };
 }
 

@@ -53,6 +53,8 @@ export interface ArchiveHead extends ObjectInfo {
   restore?: string;
   /** Intelligent-Tiering only: ARCHIVE_ACCESS or DEEP_ARCHIVE_ACCESS. */
   archiveStatus?: string;
+  /** The lease generation that wrote it (GENERATION_META); absent on objects written without. */
+  generation?: number;
 }
 
 /** How S3 answered a RestoreObject. */
@@ -101,6 +103,9 @@ export interface DeleteTarget {
   versionId?: string;
 }
 
+/** How an If-Match names an ETag: quoted (AWS's documented form) or bare (radosgw's). */
+export type EtagForm = 'quoted' | 'bare';
+
 /** GetBucketVersioning's Status; undefined for a bucket that never had versioning. */
 export type Versioning = 'Enabled' | 'Suspended' | undefined;
 
@@ -118,6 +123,27 @@ export class TruncatedListingError extends PlateError {
       `s3://${bucket}/${prefix}: the store said the listing is truncated but gave no ${what}; refusing a partial listing (check the endpoint, or retry)`,
     );
   }
+}
+
+/**
+ * The claim a plate's writes are made under (its lease): a writer whose claim is lost must not
+ * send another write, and every object it writes records the claim's generation.
+ */
+export interface Fence {
+  /** Recorded on each object written; undefined: written as they are (restored user objects). */
+  readonly generation?: number;
+  /** Throws (LeaseLostError) once the claim is lost. */
+  assertHeld(): void;
+}
+
+/** User metadata (x-amz-meta-imgbackup-generation): the lease generation that wrote an object. */
+export const GENERATION_META = 'imgbackup-generation';
+
+/** The generation an object's metadata records, or undefined (old archives, no lease). */
+export function generationOf(metadata: Record<string, string> | undefined): number | undefined {
+  const v = metadata?.[GENERATION_META];
+  if (v === undefined || !/^[1-9][0-9]*$/.test(v)) return undefined;
+  return Number(v);
 }
 
 /** How long cleanup (aborting uploads) may take after the run's own signal has fired. */
@@ -160,6 +186,8 @@ export class S3Store {
     readonly signal: AbortSignal,
     /** Each bucket's versioning state, asked once per run and shared by every plate's store. */
     private readonly versionings = new Map<string, Promise<Versioning>>(),
+    /** A plate's claim on it: checked before every write, its generation put on every object. */
+    readonly fence?: Fence,
   ) {
     // Every request in flight listens on the signal; dozens at once is normal, not a leak.
     setMaxListeners(0, signal);
@@ -167,7 +195,20 @@ export class S3Store {
 
   /** The same store with requests tied to another signal (a plate's own, or cleanup's). */
   withSignal(signal: AbortSignal): S3Store {
-    return new S3Store(this.client, signal, this.versionings);
+    return new S3Store(this.client, signal, this.versionings, this.fence);
+  }
+
+  /** The same store with every write checked against `fence` first and stamped with it. */
+  withFence(fence: Fence | undefined): S3Store {
+    return new S3Store(this.client, this.signal, this.versionings, fence);
+  }
+
+  /** Called before each write: a fenced store whose claim is lost sends nothing more. */
+  private beforeWrite(): Record<string, string> | undefined {
+    if (!this.fence) return undefined;
+    this.fence.assertHeld();
+    const g = this.fence.generation;
+    return g === undefined ? undefined : { [GENERATION_META]: String(g) };
   }
 
   /**
@@ -315,6 +356,9 @@ export class S3Store {
         ...(r.VersionId ? { versionId: r.VersionId } : {}),
         ...(r.Restore ? { restore: r.Restore } : {}),
         ...(r.ArchiveStatus ? { archiveStatus: r.ArchiveStatus } : {}),
+        ...(generationOf(r.Metadata) !== undefined
+          ? { generation: generationOf(r.Metadata)! }
+          : {}),
       };
     } catch (err) {
       if (isNotFound(err)) return undefined;
@@ -401,10 +445,12 @@ export class S3Store {
     body: Buffer | string,
     opts: { contentMd5?: Buffer; ifNoneMatch?: boolean; contentType?: string } = {},
   ): Promise<void> {
+    const metadata = this.beforeWrite();
     const cmd = new PutObjectCommand({
       Bucket: bucket,
       Key: key,
       Body: body,
+      ...(metadata ? { Metadata: metadata } : {}),
       ...(opts.contentMd5 ? { ContentMD5: opts.contentMd5.toString('base64') } : {}),
       ...(opts.ifNoneMatch ? { IfNoneMatch: '*' } : {}),
       ...(opts.contentType ? { ContentType: opts.contentType } : {}),
@@ -413,9 +459,60 @@ export class S3Store {
     await this.client.send(cmd, this.opts());
   }
 
-  async createMultipart(bucket: string, key: string): Promise<string> {
+  /**
+   * A PUT that lands only if the key is absent (`ifNoneMatch`) or holds the object with ETag
+   * `ifMatch` (named in `form`: quoted as AWS documents it, or bare, the only form radosgw
+   * matches; the lease probe finds which). Answers the new ETag (without quotes); a condition
+   * not met throws the store's 412. Never fenced: it is how a claim itself is written.
+   */
+  async putConditional(
+    bucket: string,
+    key: string,
+    body: string,
+    cond: { ifNoneMatch: true } | { ifMatch: string; form: EtagForm },
+    contentType = 'application/json',
+  ): Promise<{ etag: string; versionId?: string }> {
     const r = await this.client.send(
-      new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }),
+      new PutObjectCommand({
+        Bucket: bucket,
+        Key: key,
+        Body: body,
+        ContentType: contentType,
+        ...('ifMatch' in cond
+          ? { IfMatch: cond.form === 'quoted' ? `"${cond.ifMatch}"` : cond.ifMatch }
+          : { IfNoneMatch: '*' }),
+      }),
+      this.opts(),
+    );
+    return { etag: unquoteEtag(r.ETag), ...(r.VersionId ? { versionId: r.VersionId } : {}) };
+  }
+
+  /** An object's text and ETag (without quotes), or undefined if there is none. */
+  async getWithEtag(
+    bucket: string,
+    key: string,
+  ): Promise<{ text: string; etag: string } | undefined> {
+    try {
+      const r = await this.client.send(
+        new GetObjectCommand({ Bucket: bucket, Key: key }),
+        this.opts(),
+      );
+      const text = r.Body ? await r.Body.transformToString('utf8') : '';
+      return { text, etag: unquoteEtag(r.ETag) };
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw err;
+    }
+  }
+
+  async createMultipart(bucket: string, key: string): Promise<string> {
+    const metadata = this.beforeWrite();
+    const r = await this.client.send(
+      new CreateMultipartUploadCommand({
+        Bucket: bucket,
+        Key: key,
+        ...(metadata ? { Metadata: metadata } : {}),
+      }),
       this.opts(),
     );
     if (!r.UploadId) throw new Error(`s3://${bucket}/${key}: no UploadId in CreateMultipartUpload`);
@@ -430,6 +527,7 @@ export class S3Store {
     body: Buffer,
     md5: Buffer,
   ): Promise<string> {
+    this.beforeWrite();
     const cmd = new UploadPartCommand({
       Bucket: bucket,
       Key: key,
@@ -450,6 +548,7 @@ export class S3Store {
     parts: { PartNumber: number; ETag: string }[],
     opts: { ifNoneMatch?: boolean } = {},
   ): Promise<void> {
+    this.beforeWrite();
     await this.client.send(
       new CompleteMultipartUploadCommand({
         Bucket: bucket,
@@ -542,6 +641,7 @@ export class S3Store {
     objects: DeleteTarget[],
   ): Promise<{ deleted: string[]; errors: { key: string; code: string; message: string }[] }> {
     if (objects.length === 0) return { deleted: [], errors: [] };
+    this.beforeWrite();
     const cmd = new DeleteObjectsCommand({
       Bucket: bucket,
       Delete: {

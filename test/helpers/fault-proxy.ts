@@ -18,6 +18,8 @@ export interface FaultProxy {
   restores: { path: string; body: string }[];
   /** Faults injected so far, by kind. */
   injected: Record<Fault, number>;
+  /** Answers dropped after the server gave them (dropAnswer). */
+  dropped: number;
   requests: number;
   /** Bytes of the answers' bodies to requests `count` matched (what a client read through). */
   counted: number;
@@ -45,6 +47,11 @@ export interface FaultProxyOptions {
   };
   /** Counts the body bytes of the server's answers to matching requests (see `counted`). */
   count?: (req: IncomingMessage) => boolean;
+  /**
+   * Forwards matching requests, lets the server answer, and then drops the connection without
+   * passing the answer on: the request landed, the client saw a network error (and retries).
+   */
+  dropAnswer?: (req: IncomingMessage) => boolean;
   /** Rewrites the server's answer to matching requests (e.g. a listing page's XML). */
   rewrite?: (req: IncomingMessage) => ((body: string) => string) | undefined;
   /**
@@ -107,7 +114,7 @@ export async function startFaultProxy(
   const random = rng(opts.seed ?? 42);
   const kinds = opts.faults ?? ['slowdown', 'internal', 'reset', 'cut'];
   const injected: Record<Fault, number> = { slowdown: 0, internal: 0, reset: 0, cut: 0 };
-  const state = { requests: 0, counted: 0 };
+  const state = { requests: 0, counted: 0, dropped: 0 };
   const restores: FaultProxy['restores'] = [];
   /** Per tiered key after its RestoreObject: HEADs left that see the restore in progress. */
   const restoring = new Map<string, number>();
@@ -251,6 +258,12 @@ export async function startFaultProxy(
         headers: req.headers, // Host kept as signed by the client
       },
       (upRes) => {
+        if (opts.dropAnswer?.(req)) {
+          state.dropped += 1;
+          upRes.resume();
+          upRes.on('end', () => res.socket?.destroy());
+          return;
+        }
         if (rewrite) {
           const chunks: Buffer[] = [];
           upRes.on('data', (c: Buffer) => chunks.push(c));
@@ -303,6 +316,9 @@ export async function startFaultProxy(
     },
     get counted() {
       return state.counted;
+    },
+    get dropped() {
+      return state.dropped;
     },
     close: () =>
       new Promise<void>((resolve) => {

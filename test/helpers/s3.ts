@@ -6,6 +6,13 @@ export async function getBytes(client: S3Client, bucket: string, key: string): P
   return Buffer.from(await r.Body!.transformToByteArray());
 }
 
+/**
+ * A plate's lease (`…/workspace/backup/T.lease`): coordination state that every claim rewrites
+ * on a store with conditional PUTs. Bucket comparisons leave it out; the lease tests read it.
+ */
+export const isLeaseKey = (key: string | undefined) =>
+  key !== undefined && /\/workspace\/backup\/[^/]+\.lease$/.test(key);
+
 async function listAll(client: S3Client, bucket: string, prefix?: string) {
   const out: { Key?: string; ETag?: string; LastModified?: Date }[] = [];
   let token: string | undefined;
@@ -13,7 +20,7 @@ async function listAll(client: S3Client, bucket: string, prefix?: string) {
     const page = await client.send(
       new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
     );
-    out.push(...(page.Contents ?? []));
+    out.push(...(page.Contents ?? []).filter((o) => !isLeaseKey(o.Key)));
     token = page.NextContinuationToken;
   } while (token);
   return out;

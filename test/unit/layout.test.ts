@@ -121,6 +121,8 @@ describe('plateLayout', () => {
         'projects/2013_Gustafsdottir_PLOSONE/workspace/backup/2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655_archive_in_progress.json',
       verifiedKey:
         'projects/2013_Gustafsdottir_PLOSONE/workspace/backup/2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655_verified.json',
+      leaseKey:
+        'projects/2013_Gustafsdottir_PLOSONE/workspace/backup/2013_Gustafsdottir_PLOSONE_BBBC022_BR00092655.lease',
     });
   });
 

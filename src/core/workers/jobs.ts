@@ -34,6 +34,7 @@ export function archiveInWorker(
       tmpdir: opts.tmpdir,
       level: opts.level,
       readAhead: opts.readAhead,
+      ...(opts.guard ? { guard: opts.guard } : {}),
       ...(opts.dryRun !== undefined ? { dryRun: opts.dryRun } : {}),
       ...(opts.stream !== undefined ? { stream: opts.stream } : {}),
       ...(engine ? { engine: engine.name } : {}),

@@ -2,6 +2,8 @@
 import {
   ConfigError,
   ForeignOutputsError,
+  LeaseHeldError,
+  LeaseLostError,
   PlateError,
   UsageError,
   VerificationError,
@@ -83,6 +85,8 @@ export function serializeError(err: unknown): SerializedError {
 const TYPED: Record<string, new (message: string) => Error> = {
   PlateError,
   ForeignOutputsError,
+  LeaseLostError,
+  LeaseHeldError,
   VerificationError,
   UsageError,
   ConfigError,
