@@ -14,6 +14,7 @@ import type { PlateRow } from '../../plates/plates-csv.js';
 import type { ArchiveHead, S3Store } from '../../s3/store.js';
 import { diffListings, LineBag } from '../archive-state.js';
 import { poolOptions, runPlates, type PlateResult, type RunOptions } from '../pool.js';
+import { NO_GUARD, openGuard, withClaim } from '../lifecycle/plate-life.js';
 import { checkBuckets } from '../preflight.js';
 import { nameSome } from '../sources.js';
 import { coldObjects, type What } from './cold-objects.js';
@@ -361,12 +362,19 @@ export async function restore(store: S3Store, opts: RestoreOptions): Promise<Pla
   }
   const byPlate = new Map<PlateRow, (typeof prepared)[number]>();
   opts.plates.forEach((p, i) => byPlate.set(p, prepared[i]!));
+  const guard = opts.dryRun ? NO_GUARD : await openGuard(store, opts);
   return runPlates(
     opts.plates,
     async (plate, signal) => {
       const p = byPlate.get(plate)!;
       if (!p.ok) throw p.err;
-      return restorePlate(store.withSignal(signal), opts, p.r, filter);
+      // Held while it writes, so no delete of the plate's sources runs meanwhile; the objects
+      // it writes back are the user's own, as they were: no generation is added to them.
+      const log = opts.log.child({ plate: plate.plateId });
+      const claim = { guard, work: 'restore' as const, log, stamp: false };
+      return withClaim(store.withSignal(signal), p.r.L, claim, (_c, s) =>
+        restorePlate(s, opts, p.r, filter),
+      );
     },
     poolOptions(opts, 'restore'),
   );
