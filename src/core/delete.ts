@@ -16,6 +16,7 @@ import { checkBuckets } from './preflight.js';
 import { isFolderMarker, namePairs, nameSome } from './sources.js';
 import { readVerifiedRecord, type VerifiedRecord } from './verify.js';
 import { probeConditionalDelete, recheckBatch, needsRecheck } from './conditional-delete.js';
+import { NO_GUARD, openGuard, withClaim } from './lifecycle/plate-life.js';
 
 export interface PlanLine {
   plate: string;
@@ -175,6 +176,8 @@ interface PlatePlan {
   keys: PlanKey[];
   skipped: string[];
   gone: number;
+  /** The passing record the plan was made from: it must still be there under the lease. */
+  recordTime?: string;
 }
 
 /**
@@ -184,6 +187,8 @@ interface PlatePlan {
  */
 export async function deletePlates(store: S3Store, opts: DeleteOptions): Promise<PlateResult[]> {
   await checkBuckets(store, [opts.layout.bucket, opts.layout.coldBucket]);
+  // Before planning: --shard on a store without leases is refused before anything is asked.
+  const guard = opts.dryRun ? NO_GUARD : await openGuard(store, opts);
   const plans = new Map<string, PlatePlan>();
   const planned = await runPlates(
     opts.plates,
@@ -252,7 +257,17 @@ export async function deletePlates(store: S3Store, opts: DeleteOptions): Promise
       }
       const plan = plans.get(plate.plateId)!;
       const log = plateLogger(opts.log, plate.plateId, opts.logDir);
-      return executePlan(store.withSignal(signal), plan, plate, log, recheck);
+      // No delete while another run archives or verifies the plate: its lease is waited for
+      // (up to its TTL + margin), then the plate fails with exit 75, nothing deleted.
+      return withClaim(
+        store.withSignal(signal),
+        plan.L,
+        { guard, work: 'delete', log },
+        async (_claim, s) => {
+          await recordStillThere(s, plan);
+          return executePlan(s, plan, plate, log, recheck);
+        },
+      );
     },
     poolOptions(opts, 'delete'),
   );
@@ -323,7 +338,7 @@ async function planPlate(store: S3Store, opts: DeleteOptions, plate: PlateRow): 
         ...(cur.versionId !== undefined ? { versionId: cur.versionId } : {}),
       });
   }
-  return { L, keys, skipped, gone };
+  return { L, keys, skipped, gone, ...(record ? { recordTime: record.time } : {}) };
 }
 
 /**
@@ -377,6 +392,17 @@ function refuseClashes(wanted: { key: string }[], present: Iterable<string>): vo
   if (clashes.length > 0) {
     throw new PlateError(
       `refusing keys that tar cannot both restore (the file would be lost on restore): ${namePairs(clashes)}; rename one of each pair and archive the plate again`,
+    );
+  }
+}
+
+/** The passing record the plan was made from, still there now that the plate is held. */
+async function recordStillThere(store: S3Store, plan: PlatePlan): Promise<void> {
+  if (plan.recordTime === undefined) return;
+  const now = await readVerifiedRecord(store, plan.L);
+  if (now?.passed !== true || now.time !== plan.recordTime) {
+    throw new PlateError(
+      `s3://${plan.L.bucket}/${plan.L.verifiedKey} changed since the delete was planned (another run verified the plate meanwhile); nothing deleted: re-run delete`,
     );
   }
 }

@@ -14,6 +14,7 @@ import {
 } from '../integrity/listings.js';
 import {
   fileFolderClashes,
+  optionalOutputKeys,
   outputKeys,
   type LayoutOptions,
   type PlateLayout,
@@ -36,6 +37,8 @@ import {
   type SourceComparison,
 } from './archive-state.js';
 import { poolOptions, runPlates, type PlateResult, type RunOptions } from './pool.js';
+import { NO_GUARD, openGuard, withClaim, type Guard } from './lifecycle/plate-life.js';
+import { staleGenerations } from './lifecycle/outputs.js';
 import { checkBuckets } from './preflight.js';
 import { namePairs, nameSome } from './sources.js';
 import { verifyInWorker } from './workers/jobs.js';
@@ -69,6 +72,8 @@ export interface VerifyOptions {
   layout: LayoutOptions;
   deep: boolean;
   toolVersion: string;
+  /** How plates are kept from two runs at once (the run's lease probe). */
+  guard?: Guard;
 }
 
 /** What the checks found: problems fail the plate as a mismatch, undecided ones as a failure. */
@@ -93,15 +98,32 @@ export async function verifyPlate(
   log: Logger,
 ): Promise<Omit<PlateResult, 'seconds'>> {
   const L = await resolveLayout(store, opts.layout, plate);
-  try {
-    await checkOwnership(store, opts.layout, L);
-    return await provePlate(store, opts, plate, L, log);
-  } catch (err) {
-    // Another plate's outputs under this tag (its record included) stay exactly as found.
-    if (err instanceof PlateError && !(err instanceof ForeignOutputsError))
-      await recordFailure(store, opts, L, err);
-    throw err;
-  }
+  const claim = { guard: opts.guard ?? NO_GUARD, work: 'verify' as const, log };
+  return withClaim(store, L, claim, async (held, store) => {
+    try {
+      await checkOwnership(store, opts.layout, L);
+      await checkGenerations(store, L, held.priorArchiveGeneration);
+      return await provePlate(store, opts, plate, L, log);
+    } catch (err) {
+      // Another plate's outputs under this tag (its record included) stay exactly as found; a
+      // lost lease writes nothing more.
+      if (err instanceof PlateError && !(err instanceof ForeignOutputsError) && !held.lost())
+        await recordFailure(store, opts, L, err);
+      throw err;
+    }
+  });
+}
+
+/** Outputs of different lease generations, or older than the last archive: a fenced-off writer's. */
+async function checkGenerations(store: S3Store, L: PlateLayout, archiveGeneration: number) {
+  const keys = [...outputKeys(L), ...optionalOutputKeys(L)];
+  const heads = await Promise.all(keys.map((o) => store.head(o.bucket, o.key)));
+  const stale = staleGenerations(
+    heads.flatMap((h) => (h ? [h.generation] : [])),
+    archiveGeneration,
+  );
+  if (stale)
+    throw new PlateError(`the archive is partial: ${stale}; re-run archive, which redoes it`);
 }
 
 async function provePlate(
@@ -486,6 +508,7 @@ export interface VerifyRunOptions extends VerifyOptions, RunOptions {}
 
 export async function verify(store: S3Store, opts: VerifyRunOptions): Promise<PlateResult[]> {
   await checkBuckets(store, [opts.layout.bucket, opts.layout.coldBucket]);
+  if (!opts.guard) opts = { ...opts, guard: await openGuard(store, opts) };
   return runPlates(
     opts.plates,
     (plate, signal) =>

@@ -320,6 +320,107 @@ for (const name of testServerNames('all').filter((n) => n !== 's3rver')) {
   });
 }
 
+for (const name of testServerNames('all').filter((n) => n !== 's3rver')) {
+  describe(`the lease guards verify and delete, and generations fence outputs, against ${name}`, () => {
+    const suite = useServer(name, 'imgbackup-lease-guard-');
+    const tag = `${PROJECT}_${BATCH}_${PLATE_A.plateId}`;
+    const backup = `projects/${PROJECT}/workspace/backup/`;
+
+    async function archived() {
+      const live = await suite.server.newBucket('live');
+      const cold = await suite.server.newBucket('cold');
+      const objects = plateObjects(PLATE_A, { manyFiles: 3 });
+      await uploadAll(suite.client, live, objects);
+      const csv = await writePlatesCsv([PLATE_A], await mkdtemp(join(suite.work, 'csv-')));
+      const tmp = await mkdtemp(join(suite.work, 'tmp-'));
+      const run = (cmd: string, more: string[] = []) =>
+        runCli(
+          [cmd, ...plateArgs({ csv, live, cold }), '--lease-ttl', '3s', ...more],
+          serverEnv(suite.server),
+        );
+      const a = await run('archive', ['--tmpdir', tmp]);
+      assert.equal(a.code, 0, a.stderr + a.stdout);
+      return { live, cold, objects, run, tmp };
+    }
+
+    test('no delete while another run holds the plate: it waits TTL + margin, then exit 75 and nothing deleted', async () => {
+      const { live, objects, run } = await archived();
+      assert.equal((await run('verify')).code, 0);
+      const probe = await probeLeases(
+        storeAt(suite.server),
+        plateLayout(layoutOpts(live, 'x'), PLATE_A),
+        quiet,
+      );
+      const holder = await acquireLease(storeAt(suite.server), {
+        bucket: live,
+        key: `${backup}${tag}.lease`,
+        work: 'verify',
+        ttlMs: TTL,
+        runId: 'other-run',
+        form: probe.ok ? probe.form : 'quoted',
+        log: quiet,
+      });
+      try {
+        const t0 = performance.now();
+        const d = await run('delete', ['--yes']);
+        assert.equal(d.code, 75, d.stderr + d.stdout);
+        assert.ok(performance.now() - t0 >= HOLD);
+        assert.match(
+          d.stdout + d.stderr,
+          /held: its lease .* is held by host .*\(pid \d+, verify\) since /,
+        );
+        const left = await keysUnder(suite.client, live, `projects/${PROJECT}/${BATCH}/`);
+        for (const k of objects.keys())
+          if (k.startsWith(`projects/${PROJECT}/${BATCH}/`)) assert.ok(left.includes(k), k);
+      } finally {
+        await holder.release();
+      }
+      const d = await run('delete', ['--yes']);
+      assert.equal(d.code, 0, d.stderr + d.stdout);
+      // Released: the delete goes ahead (folder markers are never deleted).
+      const images = `projects/${PROJECT}/${BATCH}/images/`;
+      const files = [...objects.keys()].filter((k) => k.startsWith(images) && !k.endsWith('/'));
+      assert.ok(files.length > 0);
+      const after = await keysUnder(suite.client, live, images);
+      assert.deepEqual(
+        files.filter((k) => after.includes(k)),
+        [],
+      );
+    });
+
+    test("an output of another generation (a fenced-off writer's late object) makes the archive partial: verify fails, plan says partial, archive redoes it", async () => {
+      const { live, run } = await archived();
+      const key = `${backup}${tag}_file_listing_tar.txt`;
+      const bytes = await getBytes(suite.client, live, key);
+      await suite.client.send(
+        new PutObjectCommand({
+          Bucket: live,
+          Key: key,
+          Body: bytes,
+          Metadata: { 'imgbackup-generation': '7' },
+        }),
+      );
+      const v = await run('verify');
+      assert.equal(v.code, 1, v.stderr + v.stdout);
+      assert.match(
+        v.stdout,
+        /the archive is partial: its outputs were written by different lease generations \(1, 7\)|the archive is partial: its outputs were written by different lease generations \(7, 1\)/,
+      );
+      const p = await run('plan', ['--json']);
+      const line = p.stdout
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as { type?: string; status?: string })
+        .find((l) => l.type === 'plate');
+      assert.equal(line?.status, 'partial');
+      const again = await run('archive', ['--tmpdir', await mkdtemp(join(suite.work, 'tmp-'))]);
+      assert.equal(again.code, 0, again.stderr + again.stdout);
+      assert.match(again.stdout, /archived/);
+      assert.equal((await run('verify')).code, 0);
+    });
+  });
+}
+
 for (const name of testServerNames().filter((n) => n === 's3rver')) {
   describe(`the lease probe against ${name}`, () => {
     const suite = useServer(name, 'imgbackup-lease-probe-');

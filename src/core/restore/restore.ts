@@ -10,10 +10,12 @@ import {
   type ListingEntry,
 } from '../../integrity/listings.js';
 import { listingPath, type LayoutOptions, type PlateLayout } from '../../layout/layout.js';
+import type { Logger } from '../../log/log.js';
 import type { PlateRow } from '../../plates/plates-csv.js';
 import type { ArchiveHead, S3Store } from '../../s3/store.js';
 import { diffListings, LineBag } from '../archive-state.js';
 import { poolOptions, runPlates, type PlateResult, type RunOptions } from '../pool.js';
+import { NO_GUARD, openGuard, withClaim, type Guard } from '../lifecycle/plate-life.js';
 import { checkBuckets } from '../preflight.js';
 import { nameSome } from '../sources.js';
 import { coldObjects, type What } from './cold-objects.js';
@@ -235,8 +237,27 @@ export function restorePrepared(
   store: S3Store,
   opts: RestorePlateOptions,
   prep: Prepared,
+  guard: Guard,
+  log: Logger,
 ): Promise<Omit<PlateResult, 'seconds'>> {
-  return restorePlate(store, opts, prep, pathFilter(opts.includes, opts.excludes));
+  const filter = pathFilter(opts.includes, opts.excludes);
+  return restoreClaimed(store, opts, prep, filter, guard, log);
+}
+
+/**
+ * Held while it writes, so no delete of the plate's sources runs meanwhile; the objects it
+ * writes back are the user's own, as they were: no generation is added to them.
+ */
+function restoreClaimed(
+  store: S3Store,
+  opts: RestorePlateOptions,
+  prep: Prepared,
+  filter: PathFilter,
+  guard: Guard,
+  log: Logger,
+): Promise<Omit<PlateResult, 'seconds'>> {
+  const claim = { guard, work: 'restore' as const, log, stamp: false };
+  return withClaim(store, prep.L, claim, (_c, s) => restorePlate(s, opts, prep, filter));
 }
 
 async function restorePlate(
@@ -385,14 +406,18 @@ export async function restore(store: S3Store, opts: RestoreOptions): Promise<Pla
   }
   const byPlate = new Map<PlateRow, (typeof prepared)[number]>();
   opts.plates.forEach((p, i) => byPlate.set(p, prepared[i]!));
+  const guard = opts.dryRun ? NO_GUARD : await openGuard(store, opts);
   return runPlates(
     opts.plates,
     async (plate, signal) => {
       const p = byPlate.get(plate)!;
       if (!p.ok) throw p.err;
-      // A plate that moves bytes gets an event loop of its own, as in archive.
-      if (opts.s3 && !opts.dryRun) return restoreInWorker(opts, opts.s3, plate, p.r, signal);
-      return restorePlate(store.withSignal(signal), opts, p.r, filter);
+      // A plate that moves bytes gets an event loop of its own, as in archive; it claims the
+      // plate there.
+      if (opts.s3 && !opts.dryRun)
+        return restoreInWorker(opts, opts.s3, plate, p.r, guard, signal);
+      const log = opts.log.child({ plate: plate.plateId });
+      return restoreClaimed(store.withSignal(signal), opts, p.r, filter, guard, log);
     },
     poolOptions(opts, 'restore'),
   );

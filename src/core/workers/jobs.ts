@@ -4,6 +4,7 @@ import type { ArchiveRunOptions } from '../archive.js';
 import type { PlateResult } from '../pool.js';
 import type { VerifyRunOptions } from '../verify.js';
 import type { Prepared, RestoreOptions } from '../restore/restore.js';
+import type { Guard } from '../lifecycle/plate-life.js';
 import type { ArchiveJob, PlateJob } from './protocol.js';
 import { runPlateInWorker } from './run-plate.js';
 
@@ -58,7 +59,12 @@ export function verifyInWorker(
 ): Result {
   const work = {
     command: 'verify' as const,
-    opts: { layout: opts.layout, deep: opts.deep, toolVersion: opts.toolVersion },
+    opts: {
+      layout: opts.layout,
+      deep: opts.deep,
+      toolVersion: opts.toolVersion,
+      ...(opts.guard ? { guard: opts.guard } : {}),
+    },
   };
   return runPlateInWorker({ ...common(opts, s3, plate), work }, signal, { log: opts.log });
 }
@@ -69,6 +75,7 @@ export function restoreInWorker(
   s3: S3Options,
   plate: PlateRow,
   prep: Prepared,
+  guard: Guard,
   signal: AbortSignal,
 ): Result {
   const { to, what, includes, excludes, overwrite, dryRun, toolVersion, progress, onPlan } = opts;
@@ -76,6 +83,7 @@ export function restoreInWorker(
     command: 'restore' as const,
     opts: { to, what, includes, excludes, overwrite, dryRun, toolVersion },
     prep,
+    guard,
   };
   const id = plate.plateId;
   return runPlateInWorker({ ...common(opts, s3, plate), work }, signal, {

@@ -35,6 +35,8 @@ async function runJob(
         onPlan: (_plate, bytes) => send({ type: 'plan', bytes }),
       },
       job.work.prep,
+      job.work.guard,
+      log,
     );
   }
   const { archivePlate } = await import('../archive.js');

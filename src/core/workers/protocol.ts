@@ -11,6 +11,7 @@ import {
 import type { PlateRow } from '../../plates/plates-csv.js';
 import type { S3Options } from '../../s3/client.js';
 import type { PlateResult } from '../pool.js';
+import type { Guard } from '../lifecycle/plate-life.js';
 import type { GzipEngineName } from '../../archive/gzip-engine.js';
 import type { ArchiveOptions } from '../archive.js';
 import type { VerifyOptions } from '../verify.js';
@@ -36,6 +37,8 @@ export interface RestoreJob {
   command: 'restore';
   opts: Omit<RestorePlateOptions, 'onPlan' | 'progress'>;
   prep: Prepared;
+  /** How the run keeps other runs off its plates (data: the worker claims the plate). */
+  guard: Guard;
 }
 
 /** Everything a worker needs for one plate, as plain data (workerData is a structured clone). */
