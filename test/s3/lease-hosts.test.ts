@@ -22,7 +22,7 @@ import {
   type GroundTruth,
 } from '../helpers/fixtures.js';
 import { startHost, stopAllHosts, type Host } from '../helpers/host.js';
-import { getBytes, keysUnder, snapshot } from '../helpers/s3.js';
+import { getBytes, snapshot } from '../helpers/s3.js';
 import { testServerNames } from '../helpers/servers.js';
 import { useServer, type ServerSuite } from '../helpers/suite.js';
 
