@@ -171,7 +171,11 @@ for (const name of testServerNames('all').filter((n) => n !== 's3rver')) {
       try {
         first = worker(suite, c, 'pod-0-try-1', '0/1', { endpoint: proxy.endpoint });
         const r1 = await first.exited;
-        assert.equal(r1.signal, 'SIGKILL', `the first worker was killed mid-upload: ${JSON.stringify(r1)}`);
+        assert.equal(
+          r1.signal,
+          'SIGKILL',
+          `the first worker was killed mid-upload: ${JSON.stringify(r1)}`,
+        );
       } finally {
         await proxy.close();
       }
@@ -220,8 +224,16 @@ for (const name of testServerNames('all').filter((n) => n !== 's3rver')) {
         const r1 = await frozen.exited;
         assert.notEqual(r1.code, 0, 'the fenced-off worker does not claim success');
         assert.equal(r1.code, 75, r1.stderr + r1.stdout);
-        assert.deepEqual(await snapshot(suite.client, c.live), live, 'nothing more in the live bucket');
-        assert.deepEqual(await snapshot(suite.client, c.cold), cold, 'nothing more in the cold bucket');
+        assert.deepEqual(
+          await snapshot(suite.client, c.live),
+          live,
+          'nothing more in the live bucket',
+        );
+        assert.deepEqual(
+          await snapshot(suite.client, c.cold),
+          cold,
+          'nothing more in the cold bucket',
+        );
       } finally {
         await proxy.close();
       }
@@ -267,7 +279,10 @@ for (const name of testServerNames('all').filter((n) => n !== 's3rver')) {
       const done = statuses(runs);
       assert.deepEqual([...done.keys()].sort(), c.plates.map((p) => p.plateId).sort());
       for (const [id, seen] of done)
-        assert.ok(['archived', 'skipped'].includes(seen[0]!) && seen.length === 1, `${id}: ${seen}`);
+        assert.ok(
+          ['archived', 'skipped'].includes(seen[0]!) && seen.length === 1,
+          `${id}: ${seen}`,
+        );
       await assertArchivedExactly(suite, c);
     });
   });

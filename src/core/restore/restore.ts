@@ -414,8 +414,7 @@ export async function restore(store: S3Store, opts: RestoreOptions): Promise<Pla
       if (!p.ok) throw p.err;
       // A plate that moves bytes gets an event loop of its own, as in archive; it claims the
       // plate there.
-      if (opts.s3 && !opts.dryRun)
-        return restoreInWorker(opts, opts.s3, plate, p.r, guard, signal);
+      if (opts.s3 && !opts.dryRun) return restoreInWorker(opts, opts.s3, plate, p.r, guard, signal);
       const log = opts.log.child({ plate: plate.plateId });
       return restoreClaimed(store.withSignal(signal), opts, p.r, filter, guard, log);
     },
