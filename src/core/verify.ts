@@ -123,7 +123,9 @@ async function checkGenerations(store: S3Store, L: PlateLayout, archiveGeneratio
     archiveGeneration,
   );
   if (stale)
-    throw new PlateError(`the archive is partial: ${stale}; re-run archive, which redoes it`);
+    throw new PlateError(
+      `the archive is partial: ${stale} (a late write of a run a newer lease fenced off, or an object replaced since); re-run archive while the sources are there, which redoes it, else check those objects`,
+    );
 }
 
 async function provePlate(

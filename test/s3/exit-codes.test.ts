@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
-import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { runCli, serverEnv, plateArgs } from '../helpers/cli.js';
 import {
   BATCH,
@@ -122,11 +122,16 @@ for (const name of testServerNames()) {
     test('3: verify --deep finds a tarball whose bytes disagree with its .md5', async () => {
       // test 0 archived plate 2058. (A changed .etag alone is not a mismatch: the ETag may have
       // changed by a copy in place; verify judges it by X.md5 or asks for --deep.)
+      // Its metadata (the lease generation that wrote it) is kept, as bit rot would keep it.
+      const was = await suite.client.send(
+        new HeadObjectCommand({ Bucket: cold, Key: coldKey(PLATE_B, 'backend.md5') }),
+      );
       await suite.client.send(
         new PutObjectCommand({
           Bucket: cold,
           Key: coldKey(PLATE_B, 'backend.md5'),
           Body: `0123456789abcdef0123456789abcdef  ${tag(PLATE_B)}_backend.tar.gz\n`,
+          ...(was.Metadata ? { Metadata: was.Metadata } : {}),
         }),
       );
       const csv = await writePlatesCsv([PLATE_B], await mkdtemp(join(suite.work, 'mismatch-')));
