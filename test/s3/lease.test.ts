@@ -7,7 +7,7 @@ import { mkdtemp } from 'node:fs/promises';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import { describe, test } from 'node:test';
+import { after, describe, test } from 'node:test';
 import { ListMultipartUploadsCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import pino from 'pino';
 import {
@@ -47,6 +47,13 @@ const layoutOpts = (live: string, cold: string) => ({
 const TTL = 3_000;
 const HOLD = TTL + leaseMargin(TTL);
 
+/** Clients the tests made (keep-alive sockets would hold an in-process server open). */
+const clients: S3Client[] = [];
+/** Registered after useServer in each block, so it runs before the server is closed. */
+const closeClients = () => {
+  for (const c of clients.splice(0)) c.destroy();
+};
+
 function storeAt(server: TestServer, endpoint = server.endpoint, maxAttempts = 3): S3Store {
   const client = new S3Client({
     endpoint,
@@ -57,6 +64,7 @@ function storeAt(server: TestServer, endpoint = server.endpoint, maxAttempts = 3
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
   });
+  clients.push(client);
   return new S3Store(client, new AbortController().signal);
 }
 
@@ -83,6 +91,7 @@ const other = (over: Partial<LeaseBody> = {}): LeaseBody => ({
 for (const name of testServerNames('all').filter((n) => n !== 's3rver')) {
   describe(`plate leases against ${name}`, () => {
     const suite = useServer(name, 'imgbackup-lease-');
+    after(closeClients);
     let live: string;
     let cold: string;
     let params: (key: string) => LeaseParams;
@@ -323,6 +332,7 @@ for (const name of testServerNames('all').filter((n) => n !== 's3rver')) {
 for (const name of testServerNames('all').filter((n) => n !== 's3rver')) {
   describe(`the lease guards verify and delete, and generations fence outputs, against ${name}`, () => {
     const suite = useServer(name, 'imgbackup-lease-guard-');
+    after(closeClients);
     const tag = `${PROJECT}_${BATCH}_${PLATE_A.plateId}`;
     const backup = `projects/${PROJECT}/workspace/backup/`;
 
@@ -424,6 +434,7 @@ for (const name of testServerNames('all').filter((n) => n !== 's3rver')) {
 for (const name of testServerNames().filter((n) => n === 's3rver')) {
   describe(`the lease probe against ${name}`, () => {
     const suite = useServer(name, 'imgbackup-lease-probe-');
+    after(closeClients);
 
     test('fails (If-None-Match is ignored): the run keeps the local lock, and --shard is refused', async () => {
       const live = await suite.server.newBucket('live');

@@ -23,18 +23,18 @@ export interface OutputState {
 
 /**
  * Outputs that disagree on the generation that wrote them, or whose generation is older than
- * the lease's last archive, are a fenced-off writer's (its late objects): never complete.
- * Outputs that record no generation (old archives, runs without leases) keep today's rules.
+ * the lease's last archive, are a fenced-off writer's (its late objects): never complete. An
+ * output that records no generation was not written under a lease (older versions, the bash
+ * script, a copy in place that replaced its metadata): today's rules judge it, as before.
  */
 export function staleGenerations(
   gens: (number | undefined)[],
   archiveGeneration: number,
 ): string | undefined {
-  const known = gens.filter((g): g is number => g !== undefined);
+  const known = [...new Set(gens.filter((g): g is number => g !== undefined))];
   if (known.length === 0) return undefined;
-  const seen = [...new Set(gens.map((g) => (g === undefined ? 'none' : String(g))))];
-  if (seen.length > 1)
-    return `its outputs were written by different lease generations (${seen.join(', ')})`;
+  if (known.length > 1)
+    return `its outputs were written by different lease generations (${known.join(', ')})`;
   const g = known[0]!;
   if (g < archiveGeneration)
     return `its outputs were written by lease generation ${g}, older than the lease's last archive (${archiveGeneration})`;
