@@ -19,8 +19,7 @@ import {
   type LeaseParams,
 } from '../../src/core/lifecycle/lease.js';
 import { probeLeases } from '../../src/core/lifecycle/lease-probe.js';
-import { openGuard } from '../../src/core/lifecycle/plate-life.js';
-import { LeaseHeldError, LeaseLostError, UsageError } from '../../src/errors.js';
+import { LeaseHeldError, LeaseLostError } from '../../src/errors.js';
 import { plateLayout } from '../../src/layout/layout.js';
 import { httpStatus, S3Store } from '../../src/s3/store.js';
 import { plateArgs, runCli, serverEnv } from '../helpers/cli.js';
@@ -427,41 +426,6 @@ for (const name of testServerNames('all').filter((n) => n !== 's3rver')) {
       assert.equal(again.code, 0, again.stderr + again.stdout);
       assert.match(again.stdout, /archived/);
       assert.equal((await run('verify')).code, 0);
-    });
-  });
-}
-
-for (const name of testServerNames().filter((n) => n === 's3rver')) {
-  describe(`the lease probe against ${name}`, () => {
-    const suite = useServer(name, 'imgbackup-lease-probe-');
-    after(closeClients);
-
-    test('fails (If-None-Match is ignored): the run keeps the local lock, and --shard is refused', async () => {
-      const live = await suite.server.newBucket('live');
-      const cold = await suite.server.newBucket('cold');
-      const store = storeAt(suite.server);
-      const layout = layoutOpts(live, cold);
-      const probe = await probeLeases(store, plateLayout(layout, PLATE_A), quiet);
-      assert.deepEqual(probe, { ok: false, why: 'a second If-None-Match: * PUT was not refused' });
-      const guard = await openGuard(store, {
-        plates: [{ ...PLATE_A, line: 2 }],
-        layout,
-        log: quiet,
-      });
-      assert.equal(guard.kind, 'local');
-      await assert.rejects(
-        openGuard(store, {
-          plates: [{ ...PLATE_A, line: 2 }],
-          layout,
-          log: quiet,
-          shard: { index: 0, count: 2 },
-        }),
-        (e: unknown) =>
-          e instanceof UsageError &&
-          e.message ===
-            `--shard needs S3 leases, and s3://${live}'s store fails the lease probe (a second If-None-Match: * PUT was not refused): two hosts could take the same plate; run without --shard (one host) on this store`,
-      );
-      assert.deepEqual(await keysUnder(suite.client, live, ''), [], 'the probe key is gone');
     });
   });
 }
