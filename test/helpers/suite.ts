@@ -25,6 +25,8 @@ export function useServer(name: TestServerName, workPrefix: string): ServerSuite
     suite.work = await mkdtemp(join(tmpdir(), workPrefix));
   });
   after(async () => {
+    // its keep-alive sockets would keep this test process alive after the last test
+    suite.client?.destroy();
     await suite.server?.close();
     if (suite.work) await rm(suite.work, { recursive: true, force: true });
   });

@@ -68,7 +68,9 @@ function storeAt(server: TestServer, endpoint = server.endpoint, maxAttempts = 3
 }
 
 async function readBody(server: TestServer, bucket: string, key: string): Promise<LeaseBody> {
-  const body = parseLease((await getBytes(server.client(), bucket, key)).toString('utf8'));
+  const client = server.client();
+  clients.push(client);
+  const body = parseLease((await getBytes(client, bucket, key)).toString('utf8'));
   assert.ok(body, 'the lease object holds a lease');
   return body;
 }
