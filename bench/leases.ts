@@ -3,7 +3,7 @@
 // leases, on a store that passes the lease probe (radosgw or moto); wall time, CPU, and the
 // lease requests each run made. Each run archives into a fresh cold bucket after the live
 // bucket's backup folder was emptied, so both do the same work.
-// Usage: node dist/bench/leases.js ENDPOINT [PLATES=8] [PLATE_MB=40] [REPEAT=2]
+// Usage: [BALANCED=0] node dist/bench/leases.js ENDPOINT [PLATES=8] [PLATE_MB=40] [REPEAT=2]
 //   (moto: bash scripts/moto-start.sh DIR; radosgw: bash scripts/rgw-start.sh DIR)
 import { spawn } from 'node:child_process';
 import { mkdtempSync, writeFileSync } from 'node:fs';
@@ -17,6 +17,7 @@ import {
   PutObjectCommand,
   S3Client,
 } from '@aws-sdk/client-s3';
+import { shardOf } from '../src/plates/shard.js';
 import { fileBytes, makeBases, MB, planPlate, type PlateIds } from './data.js';
 
 const [endpoint, platesArg = '8', mbArg = '40', repeatArg = '2'] = process.argv.slice(2);
@@ -41,10 +42,20 @@ const stamp = Date.now().toString(36);
 const live = `bench-leases-live-${stamp}`;
 await client.send(new CreateBucketCommand({ Bucket: live }));
 
-const plates: PlateIds[] = Array.from({ length: Number(platesArg) }, (_, i) => {
+// Plate ids taken in order, skipping those whose shard already has its share: with equal shards
+// the comparison shows what the leases and the extra processes cost, not the hash's luck
+// (BALANCED=0 takes the first ids as they come).
+const balanced = process.env.BALANCED !== '0';
+const perShard = Math.ceil(Number(platesArg) / WORKERS);
+const taken = new Array<number>(WORKERS).fill(0);
+const plates: PlateIds[] = [];
+for (let i = 0; plates.length < Number(platesArg); i++) {
   const id = `BR${String(200001 + i).padStart(8, '0')}`;
-  return { plateId: id, plateIdFull: id };
-});
+  const s = shardOf(id, WORKERS);
+  if (balanced && taken[s]! >= perShard) continue;
+  taken[s] = taken[s]! + 1;
+  plates.push({ plateId: id, plateIdFull: id });
+}
 const bases = makeBases();
 const files = plates.flatMap((p, i) => planPlate(PROJECT, BATCH, p, Number(mbArg) * MB, 2000 + i));
 let next = 0;
@@ -151,6 +162,7 @@ const best = (name: string) =>
   rows.filter((r) => r.name === name).reduce((a, b) => (b.wall < a.wall ? b : a));
 const one = best('one process --max-procs 4');
 const four = best(`${WORKERS} shard workers`);
+console.log(`plates per shard: ${taken.join(', ')}`);
 console.log(
   `${plates.length} plates x ${mbArg} MB = ${(sourceBytes / MB).toFixed(0)} MB, ${files.length} objects; fastest of ${repeatArg}`,
 );
