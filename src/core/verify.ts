@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
+import { tarballGunzip } from '../archive/gunzip.js';
 import * as tar from 'tar-stream';
 import { errorMessage, ForeignOutputsError, PlateError, VerificationError } from '../errors.js';
 import { isPlainMd5 } from '../integrity/etag.js';
@@ -483,7 +483,7 @@ async function readTarball(
   });
   try {
     const parse = L.compressed
-      ? pipeline(body, tap, createGunzip(), extract)
+      ? pipeline(body, tap, tarballGunzip(), extract)
       : pipeline(body, tap, extract);
     await Promise.all([parse, consume]);
   } catch (err) {

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { Readable, Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
-import { createGunzip } from 'node:zlib';
+import { tarballGunzip } from '../../archive/gunzip.js';
 import * as tar from 'tar-stream';
 import { errorMessage, PlateError } from '../../errors.js';
 import type { ListingEntry } from '../../integrity/listings.js';
@@ -93,7 +93,7 @@ export async function restoreTarball(job: TarballJob): Promise<TarballOutcome> {
     },
   });
   const parse = job.compressed
-    ? pipeline(body, tap, createGunzip(), extract)
+    ? pipeline(body, tap, tarballGunzip(), extract)
     : pipeline(body, tap, extract);
   const consume = (async () => {
     for await (const entry of extract) {
@@ -180,8 +180,8 @@ async function member(
     }
     const v = hasher.verdict();
     if (v.problem) throw bad(v.problem);
-    const bytes = Buffer.concat(chunks, size);
-    return st.puts.add(size, () => putChecked(job, p.path, expected, bytes, v, st));
+    // Not concatenated: the upload copies them into its part buffer anyway.
+    return st.puts.add(size, () => putChecked(job, p.path, expected, { chunks, size }, v, st));
   }
   const there = await job.target.existing(p.path);
   if (there && !job.overwrite) {
@@ -233,14 +233,14 @@ async function putChecked(
   job: TarballJob,
   path: string,
   expected: Expected | undefined,
-  bytes: Buffer,
+  bytes: { chunks: Buffer[]; size: number },
   v: { md5: string; proof: MemberProof },
   st: MemberState,
 ): Promise<void> {
   const { out } = st;
   const where = job.target.where(path);
   const there = await writing(where, () => job.target.existing(path));
-  const same = async () => there!.size === bytes.length && (await there!.same(v.md5));
+  const same = async () => there!.size === bytes.size && (await there!.same(v.md5));
   if (there && !job.overwrite) {
     if (await writing(where, same)) out.skipped += 1;
     else out.conflicts.push(where);
@@ -253,10 +253,10 @@ async function putChecked(
     return;
   }
   const w = await writing(where, () =>
-    job.target.open(path, expected ?? { size: bytes.length }, job.overwrite),
+    job.target.open(path, expected ?? { size: bytes.size }, job.overwrite),
   );
   try {
-    await writing(where, () => w.write(bytes));
+    for (const c of bytes.chunks) await writing(where, () => w.write(c));
     await writing(where, () => w.finish());
     await writing(where, () => w.publish());
   } catch (err) {
@@ -265,7 +265,7 @@ async function putChecked(
   }
   out.proofs[v.proof] += 1;
   out.written += 1;
-  out.bytesWritten += bytes.length;
+  out.bytesWritten += bytes.size;
   if (v.proof === 'tarball-md5') st.unproven.push({ path, w });
 }
 

@@ -1,5 +1,5 @@
 import { Readable } from 'node:stream';
-import { createGunzip } from 'node:zlib';
+import { tarballGunzip } from '../../archive/gunzip.js';
 import { isAbort } from '../../s3/store.js';
 import { PlateError } from '../../errors.js';
 import { normalizedListing, type ListingEntry } from '../../integrity/listings.js';
@@ -180,7 +180,7 @@ async function readSpan(
     }
   }
   const raw = Readable.from(counted());
-  const tar = ix.gzip ? raw.pipe(createGunzip()) : raw;
+  const tar = ix.gzip ? raw.pipe(tarballGunzip()) : raw;
   if (tar !== raw) raw.on('error', (err) => tar.destroy(err));
   const cursor = new Cursor(tar[Symbol.asyncIterator]() as AsyncIterator<Buffer>, s.tarFrom);
   try {

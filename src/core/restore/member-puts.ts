@@ -8,8 +8,12 @@
 export const BACKGROUND_MEMBER_MAX = 8 * 1024 * 1024;
 /** Uploads in flight per tarball: enough to hide S3's per-request latency (~20-50 ms). */
 export const BACKGROUND_PUTS = 16;
-/** Bytes those uploads may hold at once: the memory this costs per tarball being restored. */
-export const BACKGROUND_BYTES = 64 * 1024 * 1024;
+/**
+ * Bytes those uploads may hold at once: the memory this costs per tarball being restored. Two
+ * of the largest members, or many small ones; one plate's loop checks ~100 MB/s at most, which
+ * 16 MiB in flight keeps up with at S3's latency.
+ */
+export const BACKGROUND_BYTES = 16 * 1024 * 1024;
 
 /**
  * Runs tasks of known size in the background within a count and byte budget. The first failure
