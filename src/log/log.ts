@@ -1,4 +1,4 @@
-import { mkdirSync, readlinkSync, writeSync } from 'node:fs';
+import { closeSync, mkdirSync, openSync, readlinkSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import pino, { type DestinationStream, type Logger } from 'pino';
 
@@ -105,27 +105,64 @@ function osThreadId(): number | undefined {
   }
 }
 
+/** A plate's log and, when it has a file, what closes that file. */
+export interface PlateLog {
+  log: Logger;
+  /** Closes the plate's file now (its lines are already written); later lines are dropped. */
+  close: () => void;
+}
+
 /**
  * A plate's own log: everything at info and above as JSON in `<logDir>/<plate>.log`, each record
  * naming the thread that ran the plate (tid), and what the run's log shows, where it shows it (a
  * human line on stderr, or JSON with --json).
  */
 export function plateLogger(base: Logger, plateId: string, logDir?: string): Logger {
-  if (!logDir) return base.child({ plate: plateId });
+  return openPlateLog(base, plateId, logDir).log;
+}
+
+/**
+ * plateLogger, with its file closed by the caller: a worker thread runs plate after plate
+ * (core/workers), and fds are the process's, not the thread's, so each plate's must be closed.
+ */
+export function openPlateLog(base: Logger, plateId: string, logDir?: string): PlateLog {
+  if (!logDir) return { log: base.child({ plate: plateId }), close: () => {} };
   mkdirSync(logDir, { recursive: true });
-  const file = pino.destination({ dest: join(logDir, `${plateId}.log`), sync: true, append: true });
-  return pino(
+  // Our own fd, closed synchronously by close(): sonic-boom's end() fsyncs and closes later.
+  const fd = openSync(join(logDir, `${plateId}.log`), 'a');
+  const file = new ClosableFile(pino.destination({ dest: fd, sync: true }), fd, osThreadId());
+  const log = pino(
     { level: 'debug', base: { plate: plateId } },
     pino.multistream([
-      { level: 'info', stream: withTid(file) },
+      { level: 'info', stream: file },
       { level: base.level as pino.Level, stream: streamOf(base) },
     ]),
   );
+  return { log, close: () => file.close() };
 }
 
-/** `file`, with the calling thread's id first in each record (pino's lines start with "{"). */
-function withTid(file: DestinationStream): DestinationStream {
-  const tid = osThreadId();
-  if (tid === undefined) return file;
-  return { write: (line: string) => file.write(`{"tid":${tid},${line.slice(1)}`) };
+/**
+ * A plate's file, with the calling thread's id first in each record (pino's lines start with
+ * "{"). After close() lines are dropped rather than written to an fd that may be another's by
+ * then (a late line of a plate that failed with work still settling).
+ */
+class ClosableFile implements DestinationStream {
+  private closed = false;
+
+  constructor(
+    private readonly file: DestinationStream,
+    private readonly fd: number,
+    private readonly tid: number | undefined,
+  ) {}
+
+  write(line: string): void {
+    if (this.closed) return;
+    this.file.write(this.tid === undefined ? line : `{"tid":${this.tid},${line.slice(1)}`);
+  }
+
+  close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    closeSync(this.fd); // sync destination: every line is already in the file
+  }
 }

@@ -1,9 +1,11 @@
-// Entry of a plate's worker thread: one plate of archive or verify on an event loop of its own,
-// with its own S3 client, reporting to the main thread by messages (core/workers/run-plate.ts).
-import { parentPort, workerData, type MessagePort } from 'node:worker_threads';
+// Entry of a plate worker thread: plates of archive, verify or restore, one at a time, each on
+// this event loop with its own S3 client, reporting to the main thread by messages
+// (core/workers/run-plate.ts). The thread is kept between plates (worker-pool.ts), so whatever
+// a plate sets up here is undone before its answer.
+import { parentPort, type MessagePort } from 'node:worker_threads';
 import { shareCompressSlots } from '../../archive/compress-limit.js';
 import { gzipEngine } from '../../archive/gzip-engine.js';
-import { forwardingLogger, plateLogger, type Logger } from '../../log/log.js';
+import { forwardingLogger, openPlateLog, type Logger, type PlateLog } from '../../log/log.js';
 import { createS3Client } from '../../s3/client.js';
 import { S3Store } from '../../s3/store.js';
 import type { PlateResult } from '../pool.js';
@@ -57,48 +59,65 @@ async function runJob(
   );
 }
 
-async function main(port: MessagePort, job: PlateJob): Promise<void> {
+/** One plate: its answer (done or failed) is sent only once everything it opened is closed. */
+async function runPlate(port: MessagePort, job: PlateJob): Promise<void> {
   const send = (m: WorkerMessage) => port.postMessage(m);
+  // The run's counter and this worker's cell, as the main thread handed them for this plate.
   shareCompressSlots(job.compressSlots, job.compressHeld);
   const ctl = new AbortController();
   const capacity = job.work.command === 'archive' ? job.work.opts.diskCapacity : undefined;
   const disk = capacity === undefined ? undefined : new RemoteDiskBudget(capacity, port);
-  port.on('message', (m: MainMessage) => {
+  const onMessage = (m: MainMessage) => {
     if (m.type === 'abort') ctl.abort(new Error(m.reason));
-    else disk?.answer(m);
-  });
+    else if (m.type !== 'job') disk?.answer(m);
+  };
+  port.on('message', onMessage);
   let progressed = 0;
   const flush = () => {
     if (progressed > 0) send({ type: 'progress', bytes: progressed });
     progressed = 0;
   };
   const ticker = setInterval(flush, PROGRESS_MS);
-  // Lines for stderr are written by the main thread, where the progress display is drawn.
-  const base = forwardingLogger(job.logLevel, (line) => send({ type: 'log', line }));
-  const runLog = forwardingLogger(job.logLevel, (line) => send({ type: 'run-log', line }));
-  // restore keeps no plate log (in-process it never did).
-  const log =
-    job.work.command === 'restore'
-      ? base.child({ plate: job.plate.plateId })
-      : plateLogger(base, job.plate.plateId, job.logDir);
+  const { log, close } = plateLog(job, send);
   const client = createS3Client(job.s3);
+  let answer: WorkerMessage;
   try {
     const result = await runJob(job, new S3Store(client, ctl.signal), log, port, {
       progress: (n) => (progressed += n),
-      runLog,
+      runLog: forwardingLogger(job.logLevel, (line) => send({ type: 'run-log', line })),
       ...(disk ? { disk } : {}),
     });
-    flush();
-    send({ type: 'done', result });
+    answer = { type: 'done', result };
   } catch (err) {
     // Requests of the plate still in flight stop now, as they do when a plate fails in-process.
     ctl.abort(err);
-    flush();
-    send({ type: 'failed', error: serializeError(err) });
+    answer = { type: 'failed', error: serializeError(err) };
   } finally {
     clearInterval(ticker);
+    port.off('message', onMessage);
     client.destroy();
+    close();
   }
+  flush();
+  send(answer);
 }
 
-if (parentPort) void main(parentPort, workerData as PlateJob);
+/** The plate's logger: lines for stderr go to the main thread, which draws the progress display. */
+function plateLog(job: PlateJob, send: (m: WorkerMessage) => void): PlateLog {
+  const base = forwardingLogger(job.logLevel, (line) => send({ type: 'log', line }));
+  // restore keeps no plate log (in-process it never did).
+  if (job.work.command === 'restore') {
+    return { log: base.child({ plate: job.plate.plateId }), close: () => {} };
+  }
+  return openPlateLog(base, job.plate.plateId, job.logDir);
+}
+
+/** Jobs run one after another: the main thread sends the next only after this one's answer. */
+function serve(port: MessagePort): void {
+  let turn = Promise.resolve();
+  port.on('message', (m: MainMessage) => {
+    if (m.type === 'job') turn = turn.then(() => runPlate(port, m.job));
+  });
+}
+
+if (parentPort) serve(parentPort);

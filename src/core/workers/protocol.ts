@@ -41,7 +41,7 @@ export interface RestoreJob {
   guard: Guard;
 }
 
-/** Everything a worker needs for one plate, as plain data (workerData is a structured clone). */
+/** Everything a worker needs for one plate, as plain data (posted: a structured clone). */
 export interface PlateJob {
   plate: PlateRow;
   s3: S3Options;
@@ -72,6 +72,8 @@ export type WorkerMessage =
   | { type: 'failed'; error: SerializedError };
 
 export type MainMessage =
+  /** A plate to run: a worker runs one at a time, and is sent the next after its answer. */
+  | { type: 'job'; job: PlateJob }
   | { type: 'abort'; reason: string }
   | { type: 'waiting'; id: number }
   | { type: 'reserved'; id: number }

@@ -1,5 +1,4 @@
-import { Worker } from 'node:worker_threads';
-import { compressSlotsBuffer, newSlotCell, returnSlots } from '../../archive/compress-limit.js';
+import { compressSlotsBuffer } from '../../archive/compress-limit.js';
 import { writeForwarded, type Logger } from '../../log/log.js';
 import type { DiskBudget } from '../disk.js';
 import type { PlateResult } from '../pool.js';
@@ -8,15 +7,10 @@ import {
   serializeError,
   type MainMessage,
   type PlateJob,
+  type SerializedError,
   type WorkerMessage,
 } from './protocol.js';
-
-/**
- * Each worker has a heap of its own; V8's default young generation (up to 48 MB on 64-bit) is
- * sized for one loop per process. Measured at --max-procs 4 (npm run bench): 8 MB cut peak RSS
- * from ~600 to ~525 MB at the same CPU (its objects are small; the bytes are Buffers outside it).
- */
-const WORKER_YOUNG_GENERATION_MB = 8;
+import { giveBack, takeWorker } from './worker-pool.js';
 
 export interface PlateHooks {
   /** The run's log: the worker's log lines are written where it writes. */
@@ -28,55 +22,75 @@ export interface PlateHooks {
   disk?: DiskBudget;
 }
 
+type Outcome = Omit<PlateResult, 'seconds'>;
+
 /**
- * Runs one plate on a worker thread of its own (plate-worker.ts) and resolves with its result,
- * or rejects with its error, typed as it was thrown there. An abort of `signal` is passed on;
- * the worker's own cleanup runs before this settles, and the thread is gone once it has.
+ * Runs one plate on a worker thread of the pool (worker-pool.ts, plate-worker.ts) and resolves
+ * with its result, or rejects with its error, typed as it was thrown there. An abort of `signal`
+ * is passed on; the worker's own cleanup runs before this settles. A worker that may be in a bad
+ * state afterwards (aborted, crashed, ended, or failed with anything but a PlateError) is
+ * terminated, and gone once this settles; any other goes back to the pool for the next plate.
  */
 export async function runPlateInWorker(
   job: Omit<PlateJob, 'compressSlots' | 'compressHeld'>,
   signal: AbortSignal,
   hooks: PlateHooks,
-): Promise<Omit<PlateResult, 'seconds'>> {
-  const held = newSlotCell();
-  const worker = new Worker(new URL('./plate-worker.js', import.meta.url), {
-    workerData: {
-      ...job,
-      compressSlots: compressSlotsBuffer(),
-      compressHeld: held,
-    } satisfies PlateJob,
-    name: `plate ${job.plate.plateId}`,
-    resourceLimits: { maxYoungGenerationSizeMb: WORKER_YOUNG_GENERATION_MB },
-  });
+): Promise<Outcome> {
+  const w = takeWorker();
+  const { worker } = w;
   const send = (m: MainMessage) => worker.postMessage(m);
+  let reusable = false;
   const onAbort = () => send({ type: 'abort', reason: String(errorText(signal.reason)) });
   const holds = new DiskHolds(hooks.disk, send);
+  let onMessage: (m: WorkerMessage) => void = () => {};
+  let onError: (err: Error) => void = () => {};
+  let onExit: (code: number) => void = () => {};
   try {
-    return await new Promise<Omit<PlateResult, 'seconds'>>((resolve, reject) => {
-      signal.addEventListener('abort', onAbort, { once: true });
-      if (signal.aborted) onAbort();
-      worker.on('message', (m: WorkerMessage) => {
-        if (m.type === 'log') writeForwarded(hooks.log, m.line);
-        else if (m.type === 'run-log') runLogLine(hooks.log, m.line);
-        else if (m.type === 'progress') hooks.progress?.(m.bytes);
-        else if (m.type === 'plan') hooks.onPlan?.(m.bytes);
-        else if (m.type === 'reserve') holds.reserve(m.id, m.need);
-        else if (m.type === 'release') holds.release(m.id);
-        else if (m.type === 'done') resolve(m.result);
-        else reject(deserializeError(m.error));
-      });
+    return await new Promise<Outcome>((resolve, reject) => {
+      onMessage = (m) => {
+        if (m.type === 'done' || m.type === 'failed') reusable = !signal.aborted && clean(m);
+        if (m.type === 'done') resolve(m.result);
+        else if (m.type === 'failed') reject(deserializeError(m.error));
+        else relay(m, hooks, holds);
+      };
       // An exception nothing in the worker caught, or a thread that ended without a word.
-      worker.on('error', reject);
-      worker.on('exit', (code) =>
-        reject(new Error(`the plate's worker thread exited (code ${code}) before it finished`)),
-      );
+      onError = reject;
+      onExit = (code) =>
+        reject(new Error(`the plate's worker thread exited (code ${code}) before it finished`));
+      worker.on('message', onMessage);
+      worker.on('error', onError);
+      worker.on('exit', onExit);
+      signal.addEventListener('abort', onAbort, { once: true });
+      send({
+        type: 'job',
+        job: { ...job, compressSlots: compressSlotsBuffer(), compressHeld: w.held },
+      });
+      if (signal.aborted) onAbort();
     });
   } finally {
     signal.removeEventListener('abort', onAbort);
+    worker.off('message', onMessage);
+    worker.off('error', onError);
+    worker.off('exit', onExit);
     holds.releaseAll();
-    await worker.terminate();
-    returnSlots(held);
+    // An abort sent may reach the worker after its answer: it is not reused either way.
+    await giveBack(w, reusable && !signal.aborted);
   }
+}
+
+/** A plate's end that leaves its worker fit for the next: done, or a plain PlateError. */
+function clean(m: { type: 'done' } | { type: 'failed'; error: SerializedError }): boolean {
+  return m.type === 'done' || m.error.name === 'PlateError';
+}
+
+/** A message of a plate in flight, to the hook or the budget it is for. */
+function relay(m: WorkerMessage, hooks: PlateHooks, holds: DiskHolds): void {
+  if (m.type === 'log') writeForwarded(hooks.log, m.line);
+  else if (m.type === 'run-log') runLogLine(hooks.log, m.line);
+  else if (m.type === 'progress') hooks.progress?.(m.bytes);
+  else if (m.type === 'plan') hooks.onPlan?.(m.bytes);
+  else if (m.type === 'reserve') holds.reserve(m.id, m.need);
+  else if (m.type === 'release') holds.release(m.id);
 }
 
 /** The run-log messages already shown, per run log: each plate's thread would say them again. */
