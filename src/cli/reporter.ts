@@ -145,7 +145,8 @@ export function createReporter(opts: ReporterOptions): Reporter {
         !opts.json &&
         (!opts.quiet || ['failed', 'mismatch', 'lease lost', 'held'].includes(r.status))
       ) {
-        const size = r.bytesIn ? ` (${r.files} files, ${formatBytes(r.bytesIn)})` : '';
+        const bytes = r.filesBytes ?? r.bytesIn;
+        const size = bytes ? ` (${r.files} files, ${formatBytes(bytes)})` : '';
         line(`${r.plateId}: ${r.status}${size}${r.message ? `: ${r.message}` : ''}`);
       } else if (live && drawn > 0) draw();
     },

@@ -40,6 +40,8 @@ export interface PlateResult {
   status: PlateStatus;
   message?: string;
   files: number;
+  /** The bytes of those files, where they are not bytesIn (restore reads tarballs in). */
+  filesBytes?: number;
   bytesIn: number;
   bytesOut: number;
   seconds: number;

@@ -13,6 +13,7 @@ import {
   PutObjectCommand,
 } from '@aws-sdk/client-s3';
 import * as tar from 'tar-stream';
+import { formatBytes } from '../../src/cli/render.js';
 import { BIN, plateArgs, runCli, serverEnv } from '../helpers/cli.js';
 import {
   PLATE_A,
@@ -158,6 +159,19 @@ for (const name of testServerNames('all')) {
         after,
         before.filter((l) => !l.includes('_restored.json')),
       );
+
+      // Each plate's line gives its files' bytes, not the tarballs' it read them from.
+      const human = await c.run('restore', ['--to-s3']);
+      assert.equal(human.code, 0, human.stderr + human.stdout);
+      for (const p of [PLATE_A, PLATE_B]) {
+        const truth = [...c.truth.get(p.plateId)!.values()];
+        const bytes = truth.reduce((n, b) => n + b.length, 0);
+        const files = plateLines(r.stdout).find((l) => l.plateId === p.plateId)!.files;
+        assert.ok(
+          human.stderr.includes(`${p.plateId}: restored (${files} files, ${formatBytes(bytes)})`),
+          human.stderr,
+        );
+      }
     });
 
     test('--to-s3 uploads small members several at once, not one round trip after another', async () => {

@@ -268,17 +268,21 @@ async function restorePlate(
 ): Promise<Omit<PlateResult, 'seconds'>> {
   const { L } = prep;
   const wanted = prep.listing.filter((e) => filter.wants(e.path));
-  const base = { plateId: L.plate.plateId, tag: L.tag, files: wanted.length };
+  const base = {
+    plateId: L.plate.plateId,
+    tag: L.tag,
+    files: wanted.length,
+    filesBytes: wanted.reduce((n, e) => n + e.size, 0),
+  };
   const dest =
     opts.to.kind === 'dir' ? opts.to.dir : `s3://${opts.to.bucket}/${opts.to.prefix}projects/`;
   if (opts.dryRun) {
-    const bytes = wanted.reduce((n, e) => n + e.size, 0);
     return {
       ...base,
       status: 'planned',
       bytesIn: prep.tarballs.reduce((n, t) => n + t.head.size, 0),
-      bytesOut: bytes,
-      message: `would restore ${wanted.length} file(s), ${bytes} bytes, to ${dest}`,
+      bytesOut: base.filesBytes,
+      message: `would restore ${wanted.length} file(s), ${base.filesBytes} bytes, to ${dest}`,
     };
   }
   const t = await target(store, opts.to);
