@@ -200,6 +200,40 @@ for (const name of testServerNames('all')) {
       assert.ok(most >= 4, `at most ${most} member upload(s) in flight at once`);
     });
 
+    test('--to-s3 uploads members of 8-16 MiB (one PUT each) several at once too', async () => {
+      // Real plates are ~15 MB images: each would otherwise wait its HEAD and its PUT in turn.
+      const c = await archivedCase(suite, [PLATE_B], (p) => {
+        const m = plateObjects(p);
+        const images = sourcePrefixes(p)[0]!;
+        for (let i = 0; i < 4; i++)
+          m.set(`${images}large${i}.tiff`, randomBytes(9 * 1024 * 1024 + i * 1_000_003));
+        return m;
+      });
+      for (const prefix of sourcePrefixes(PLATE_B))
+        for (const k of await keysUnder(suite.client, c.live, prefix))
+          await suite.client.send(new DeleteObjectCommand({ Bucket: c.live, Key: k }));
+      let holding = 0;
+      let most = 0;
+      const proxy = await startFaultProxy(suite.server.endpoint, {
+        rate: 0,
+        onRequest: async (req) => {
+          if (req.method !== 'PUT' || !/large\d\.tiff/.test(req.url ?? '')) return;
+          holding += 1;
+          most = Math.max(most, holding);
+          await new Promise((r) => setTimeout(r, 300));
+          holding -= 1;
+        },
+      });
+      try {
+        const r = await c.run('restore', ['--to-s3', '--endpoint-url', proxy.endpoint]);
+        assert.equal(r.code, 0, r.stderr + r.stdout);
+      } finally {
+        await proxy.close();
+      }
+      await assertRebuiltOnS3(suite, c, [PLATE_B]);
+      assert.ok(most >= 2, `at most ${most} large member upload(s) in flight at once`);
+    });
+
     test('--to-dir rebuilds the tree GNU tar makes; a second run changes nothing; other bytes are left alone', async () => {
       const c = await archivedCase(suite, PLATES);
       const dir = await mkdtemp(join(c.dir, 'to-dir-'));

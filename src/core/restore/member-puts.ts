@@ -4,16 +4,19 @@
  * a HEAD and a PUT round trip per object, one after the other.
  */
 
-/** A member up to this size is buffered whole and uploaded in the background. */
-export const BACKGROUND_MEMBER_MAX = 8 * 1024 * 1024;
+/**
+ * A member up to this size is buffered whole and uploaded in the background: every member that
+ * goes up as one PUT (targets.ts), so a plate of ~15 MB images (300 GB in ~20,000) does not wait
+ * a HEAD and a PUT per image, one image after the other.
+ */
+export const BACKGROUND_MEMBER_MAX = 16 * 1024 * 1024;
 /** Uploads in flight per tarball: enough to hide S3's per-request latency (~20-50 ms). */
 export const BACKGROUND_PUTS = 16;
 /**
  * Bytes those uploads may hold at once: the memory this costs per tarball being restored. Two
- * of the largest members, or many small ones; one plate's loop checks ~100 MB/s at most, which
- * 16 MiB in flight keeps up with at S3's latency.
+ * of the largest members, or many small ones, while the loop reads the next.
  */
-export const BACKGROUND_BYTES = 16 * 1024 * 1024;
+export const BACKGROUND_BYTES = 32 * 1024 * 1024;
 
 /**
  * Runs tasks of known size in the background within a count and byte budget. The first failure
