@@ -320,11 +320,15 @@ export class MultipartSink extends Writable {
   private readonly hashedParts: (() => readonly Buffer[]) | undefined;
   private readonly claim: KeyClaim | undefined;
   private readonly ifNoneMatch: boolean;
+  private readonly wholeMd5: (() => Buffer | undefined) | undefined;
 
   /**
    * `hashedParts`: the md5 of each part already hashed upstream, at this part size, by whoever
    * writes into this sink; those parts are not hashed again (a wrong one S3 refuses, never
    * stores). The last part, still open upstream when this sink ends, is always hashed here.
+   * `wholeMd5`: the md5 of everything written, from whoever hashed the same bytes upstream; an
+   * object of one part is sent with it as its Content-MD5 instead of being hashed again, so S3
+   * refuses the PUT unless it received exactly the bytes that were hashed.
    */
   constructor(
     private readonly store: S3Store,
@@ -336,6 +340,7 @@ export class MultipartSink extends Writable {
       hashedParts?: () => readonly Buffer[];
       claim?: KeyClaim;
       ifNoneMatch?: boolean;
+      wholeMd5?: () => Buffer | undefined;
     } = {},
   ) {
     super();
@@ -351,6 +356,7 @@ export class MultipartSink extends Writable {
     );
     this.hashedParts = opts.hashedParts;
     this.claim = opts.claim;
+    this.wholeMd5 = opts.wholeMd5;
   }
 
   override _write(chunk: Buffer, _enc: BufferEncoding, done: (err?: Error | null) => void): void {
@@ -385,7 +391,7 @@ export class MultipartSink extends Writable {
   private async finish(): Promise<void> {
     if (this.partNumber === 0) {
       const body = this.buf.subarray(0, this.fill);
-      const md5 = createHash('md5').update(body).digest();
+      const md5 = this.wholeMd5?.() ?? createHash('md5').update(body).digest();
       await putOnce(this.store, this.bucket, this.key, body, md5, this.claim, this.ifNoneMatch);
       return;
     }

@@ -213,7 +213,7 @@ async function member(
     else out.unprovable.push(where);
     return;
   }
-  await writing(where, () => w.finish());
+  await writing(where, () => w.finish(v.md5));
   out.proofs[v.proof] += 1;
   out.written += 1;
   out.bytesWritten += size;
@@ -257,7 +257,7 @@ async function putChecked(
   );
   try {
     for (const c of bytes.chunks) await writing(where, () => w.write(c));
-    await writing(where, () => w.finish());
+    await writing(where, () => w.finish(v.md5));
     await writing(where, () => w.publish());
   } catch (err) {
     await w.discard().catch(() => {});

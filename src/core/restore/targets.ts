@@ -11,8 +11,11 @@ import { candidatePartSizes, type Expected } from './member-check.js';
 /** One member being written: bytes go in, then it is published under its name or discarded. */
 export interface MemberWriter {
   write(chunk: Buffer): Promise<void>;
-  /** All bytes are in; make them durable but not yet visible under the final name (disk). */
-  finish(): Promise<void>;
+  /**
+   * All bytes are in; make them durable but not yet visible under the final name (disk). `md5`:
+   * theirs (hex), hashed by the caller, so an upload need not hash them again.
+   */
+  finish(md5?: string): Promise<void>;
   /** Make the member visible under its final name. */
   publish(): Promise<void>;
   /**
@@ -209,8 +212,10 @@ export class S3Target implements Target {
       candidatePartSizes(size, expected?.etag ?? '').find((p) => p <= MAX_REUSED_PART) ??
       (size <= SINGLE_PUT_MAX ? Math.max(size, 1) : partSizeFor(size));
     if (partSize < size) await this.abortStale(path);
+    let md5: Buffer | undefined;
     const sink = new MultipartSink(this.store, this.bucket, this.key(path), partSize, {
       ifNoneMatch: !overwrite,
+      wholeMd5: () => md5,
     });
     let failure: Error | undefined;
     sink.on('error', (err: Error) => (failure ??= err));
@@ -237,7 +242,10 @@ export class S3Target implements Target {
         }
         if (failure) throw failure;
       },
-      finish: () => Promise.resolve(),
+      finish: (hex) => {
+        md5 = hex === undefined ? undefined : Buffer.from(hex, 'hex');
+        return Promise.resolve();
+      },
       publish: async () => {
         sink.end();
         await done;
