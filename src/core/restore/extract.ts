@@ -256,7 +256,9 @@ async function putChecked(
     job.target.open(path, expected ?? { size: bytes.size }, job.overwrite),
   );
   try {
-    for (const c of bytes.chunks) await writing(where, () => w.write(c));
+    // Each chunk is let go once the upload has copied it: a member is not held twice.
+    for (let c = bytes.chunks.shift(); c; c = bytes.chunks.shift())
+      await writing(where, () => w.write(c));
     await writing(where, () => w.finish(v.md5));
     await writing(where, () => w.publish());
   } catch (err) {
