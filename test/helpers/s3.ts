@@ -1,5 +1,7 @@
 // Reads the tests make straight from a server (never through the tool), to check what it wrote.
-import { GetObjectCommand, ListObjectsV2Command, type S3Client } from '@aws-sdk/client-s3';
+import { GetObjectCommand, ListObjectsV2Command, S3Client } from '@aws-sdk/client-s3';
+import { S3Store } from '../../src/s3/store.js';
+import type { TestServer } from './servers.js';
 
 export async function getBytes(client: S3Client, bucket: string, key: string): Promise<Buffer> {
   const r = await client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
@@ -40,4 +42,28 @@ export async function snapshot(client: S3Client, bucket: string): Promise<string
   return (await listAll(client, bucket))
     .map((o) => `${o.Key} ${o.ETag} ${o.LastModified?.toISOString()}`)
     .sort();
+}
+
+/**
+ * An S3Store over a test server, for tests that drive core modules directly, made as the tool
+ * makes its own (path style, checksums only when S3 requires them). Its client joins `clients`,
+ * which the test file destroys before the server stops.
+ */
+export function storeOver(
+  clients: S3Client[],
+  server: TestServer,
+  endpoint = server.endpoint,
+  maxAttempts = 3,
+): S3Store {
+  const client = new S3Client({
+    endpoint,
+    region: server.region,
+    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
+    forcePathStyle: true,
+    maxAttempts,
+    requestChecksumCalculation: 'WHEN_REQUIRED',
+    responseChecksumValidation: 'WHEN_REQUIRED',
+  });
+  clients.push(client);
+  return new S3Store(client, new AbortController().signal);
 }

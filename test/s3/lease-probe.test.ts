@@ -11,7 +11,7 @@ import { UsageError } from '../../src/errors.js';
 import { plateLayout } from '../../src/layout/layout.js';
 import { S3Store } from '../../src/s3/store.js';
 import { BATCH, PLATE_A, PROJECT } from '../helpers/fixtures.js';
-import { keysUnder } from '../helpers/s3.js';
+import { keysUnder, storeOver } from '../helpers/s3.js';
 import { testServerNames, type TestServer } from '../helpers/servers.js';
 import { useServer } from '../helpers/suite.js';
 
@@ -27,18 +27,7 @@ const closeClients = () => {
   for (const c of clients.splice(0)) c.destroy();
 };
 
-function storeAt(server: TestServer): S3Store {
-  const client = new S3Client({
-    endpoint: server.endpoint,
-    region: server.region,
-    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-    forcePathStyle: true,
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
-  clients.push(client);
-  return new S3Store(client, new AbortController().signal);
-}
+const storeAt = (server: TestServer): S3Store => storeOver(clients, server);
 
 for (const name of testServerNames().filter((n) => n === 's3rver')) {
   describe(`the lease probe against ${name}`, () => {

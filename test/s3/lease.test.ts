@@ -32,7 +32,7 @@ import {
   uploadAll,
   writePlatesCsv,
 } from '../helpers/fixtures.js';
-import { getBytes, keysUnder } from '../helpers/s3.js';
+import { getBytes, keysUnder, storeOver } from '../helpers/s3.js';
 import { testServerNames, type TestServer } from '../helpers/servers.js';
 import { useServer } from '../helpers/suite.js';
 
@@ -53,19 +53,8 @@ const closeClients = () => {
   for (const c of clients.splice(0)) c.destroy();
 };
 
-function storeAt(server: TestServer, endpoint = server.endpoint, maxAttempts = 3): S3Store {
-  const client = new S3Client({
-    endpoint,
-    region: server.region,
-    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-    forcePathStyle: true,
-    maxAttempts,
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-  });
-  clients.push(client);
-  return new S3Store(client, new AbortController().signal);
-}
+const storeAt = (server: TestServer, endpoint?: string, maxAttempts?: number): S3Store =>
+  storeOver(clients, server, endpoint, maxAttempts);
 
 async function readBody(server: TestServer, bucket: string, key: string): Promise<LeaseBody> {
   const client = server.client();

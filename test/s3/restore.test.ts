@@ -73,6 +73,37 @@ async function archivedAndDeleted(suite: ServerSuite): Promise<ArchivedCase> {
   return c;
 }
 
+/**
+ * `restore --to-s3` through a proxy that holds each PUT whose URL `match`es for `ms`, as a slow
+ * link would (uploads one after another never overlap there); how many it held at once.
+ */
+async function restoreHoldingPuts(
+  suite: ServerSuite,
+  c: ArchivedCase,
+  match: (url: string) => boolean,
+  ms: number,
+): Promise<number> {
+  let holding = 0;
+  let most = 0;
+  const proxy = await startFaultProxy(suite.server.endpoint, {
+    rate: 0,
+    onRequest: async (req) => {
+      if (req.method !== 'PUT' || !match(req.url ?? '')) return;
+      holding += 1;
+      most = Math.max(most, holding);
+      await new Promise((r) => setTimeout(r, ms));
+      holding -= 1;
+    },
+  });
+  try {
+    const r = await c.run('restore', ['--to-s3', '--endpoint-url', proxy.endpoint]);
+    assert.equal(r.code, 0, r.stderr + r.stdout);
+  } finally {
+    await proxy.close();
+  }
+  return most;
+}
+
 /** Every file the test uploaded is back at its key with its bytes, and nothing else. */
 async function assertRebuiltOnS3(suite: ServerSuite, c: ArchivedCase, plates = PLATES) {
   for (const p of plates) {
@@ -176,26 +207,12 @@ for (const name of testServerNames('all')) {
 
     test('--to-s3 uploads small members several at once, not one round trip after another', async () => {
       const c = await archivedAndDeleted(suite);
-      // Each single PUT is held 150 ms at the proxy, as a slow link would: sequential uploads
-      // would never overlap there.
-      let holding = 0;
-      let most = 0;
-      const proxy = await startFaultProxy(suite.server.endpoint, {
-        rate: 0,
-        onRequest: async (req) => {
-          if (req.method !== 'PUT' || /[?&](partNumber|uploadId)=/.test(req.url ?? '')) return;
-          holding += 1;
-          most = Math.max(most, holding);
-          await new Promise((r) => setTimeout(r, 150));
-          holding -= 1;
-        },
-      });
-      try {
-        const r = await c.run('restore', ['--to-s3', '--endpoint-url', proxy.endpoint]);
-        assert.equal(r.code, 0, r.stderr + r.stdout);
-      } finally {
-        await proxy.close();
-      }
+      const most = await restoreHoldingPuts(
+        suite,
+        c,
+        (url) => !/[?&](partNumber|uploadId)=/.test(url),
+        150,
+      );
       await assertRebuiltOnS3(suite, c);
       assert.ok(most >= 4, `at most ${most} member upload(s) in flight at once`);
     });
@@ -212,24 +229,7 @@ for (const name of testServerNames('all')) {
       for (const prefix of sourcePrefixes(PLATE_B))
         for (const k of await keysUnder(suite.client, c.live, prefix))
           await suite.client.send(new DeleteObjectCommand({ Bucket: c.live, Key: k }));
-      let holding = 0;
-      let most = 0;
-      const proxy = await startFaultProxy(suite.server.endpoint, {
-        rate: 0,
-        onRequest: async (req) => {
-          if (req.method !== 'PUT' || !/large\d\.tiff/.test(req.url ?? '')) return;
-          holding += 1;
-          most = Math.max(most, holding);
-          await new Promise((r) => setTimeout(r, 300));
-          holding -= 1;
-        },
-      });
-      try {
-        const r = await c.run('restore', ['--to-s3', '--endpoint-url', proxy.endpoint]);
-        assert.equal(r.code, 0, r.stderr + r.stdout);
-      } finally {
-        await proxy.close();
-      }
+      const most = await restoreHoldingPuts(suite, c, (url) => /large\d\.tiff/.test(url), 1000);
       await assertRebuiltOnS3(suite, c, [PLATE_B]);
       assert.ok(most >= 2, `at most ${most} large member upload(s) in flight at once`);
     });

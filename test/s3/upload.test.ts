@@ -8,26 +8,15 @@ import { after, describe, test } from 'node:test';
 import { S3Client } from '@aws-sdk/client-s3';
 import { S3Store } from '../../src/s3/store.js';
 import { MultipartSink } from '../../src/s3/upload.js';
-import { startFaultProxy } from '../helpers/fault-proxy.js';
-import { getBytes, keysUnder } from '../helpers/s3.js';
+import { startFaultProxy, type FaultProxy } from '../helpers/fault-proxy.js';
+import { getBytes, keysUnder, storeOver } from '../helpers/s3.js';
 import { testServerNames, type TestServer } from '../helpers/servers.js';
-import { useServer } from '../helpers/suite.js';
+import { useServer, type ServerSuite } from '../helpers/suite.js';
 
 const clients: S3Client[] = [];
 
-function storeAt(server: TestServer): S3Store {
-  const client = new S3Client({
-    endpoint: server.endpoint,
-    region: server.region,
-    credentials: { accessKeyId: server.accessKeyId, secretAccessKey: server.secretAccessKey },
-    forcePathStyle: true,
-    requestChecksumCalculation: 'WHEN_REQUIRED',
-    responseChecksumValidation: 'WHEN_REQUIRED',
-    maxAttempts: 1,
-  });
-  clients.push(client);
-  return new S3Store(client, new AbortController().signal);
-}
+const storeAt = (server: TestServer, endpoint: string): S3Store =>
+  storeOver(clients, server, endpoint, 1);
 
 /** Writes `bytes` in 64 KiB chunks into a one-part sink that is given `md5`, and ends it. */
 async function sinkPut(store: S3Store, bucket: string, key: string, bytes: Buffer, md5: Buffer) {
@@ -38,6 +27,18 @@ async function sinkPut(store: S3Store, bucket: string, key: string, bytes: Buffe
   for (let i = 0; i < bytes.length; i += 65536) sink.write(bytes.subarray(i, i + 65536));
   sink.end();
   await Promise.race([once(sink, 'finish'), failed]);
+}
+
+/** A proxy in front of the suite's server that keeps the Content-MD5 of every PUT through it. */
+async function md5Recorder(suite: ServerSuite): Promise<{ proxy: FaultProxy; sent: string[] }> {
+  const sent: string[] = [];
+  const proxy = await startFaultProxy(suite.server.endpoint, {
+    rate: 0,
+    onRequest: (req) => {
+      if (req.method === 'PUT') sent.push(String(req.headers['content-md5']));
+    },
+  });
+  return { proxy, sent };
 }
 
 /** Servers that refuse a body whose md5 is not its Content-MD5, as AWS does (s3rver and moto store it). */
@@ -52,15 +53,9 @@ for (const name of testServerNames('all')) {
 
     test('the PUT carries that md5 as Content-MD5; the object is stored byte for byte', async () => {
       const bucket = await suite.server.newBucket('up');
-      const sent: string[] = [];
-      const proxy = await startFaultProxy(suite.server.endpoint, {
-        rate: 0,
-        onRequest: (req) => {
-          if (req.method === 'PUT') sent.push(String(req.headers['content-md5']));
-        },
-      });
+      const { proxy, sent } = await md5Recorder(suite);
       try {
-        const store = storeAt({ ...suite.server, endpoint: proxy.endpoint });
+        const store = storeAt(suite.server, proxy.endpoint);
         const bytes = randomBytes(300_000);
         const md5 = createHash('md5').update(bytes).digest();
         await sinkPut(store, bucket, 'right.bin', bytes, md5);
@@ -73,15 +68,9 @@ for (const name of testServerNames('all')) {
 
     test('a wrong md5 is sent as it is, not replaced by a hash of the bytes; S3 refuses it', async () => {
       const bucket = await suite.server.newBucket('up');
-      const sent: string[] = [];
-      const proxy = await startFaultProxy(suite.server.endpoint, {
-        rate: 0,
-        onRequest: (req) => {
-          if (req.method === 'PUT') sent.push(String(req.headers['content-md5']));
-        },
-      });
+      const { proxy, sent } = await md5Recorder(suite);
       try {
-        const store = storeAt({ ...suite.server, endpoint: proxy.endpoint });
+        const store = storeAt(suite.server, proxy.endpoint);
         const bytes = randomBytes(300_000);
         const wrong = createHash('md5').update(bytes).digest();
         wrong[0] = wrong[0]! ^ 1;
