@@ -20,7 +20,7 @@ import {
   type PlateLayout,
   type TarballLayout,
 } from '../layout/layout.js';
-import { plateLogger, type Logger } from '../log/log.js';
+import { withPlateLog, type Logger } from '../log/log.js';
 import type { PlateRow } from '../plates/plates-csv.js';
 import { ArchivedObjectError, objectChunks, readObject } from '../s3/read-object.js';
 import { CLEANUP_TIMEOUT_MS, httpStatus, type ObjectInfo, type S3Store } from '../s3/store.js';
@@ -658,8 +658,9 @@ export async function archive(store: S3Store, opts: ArchiveRunOptions): Promise<
     opts.plates,
     (plate, signal) => {
       if (opts.s3) return archiveInWorker(opts, opts.s3, plate, signal);
-      const log = plateLogger(opts.log, plate.plateId, opts.logDir);
-      return archivePlate(store.withSignal(signal), opts, plate, log);
+      return withPlateLog(opts.log, plate.plateId, opts.logDir, (log) =>
+        archivePlate(store.withSignal(signal), opts, plate, log),
+      );
     },
     poolOptions(opts, 'archive'),
   );

@@ -6,7 +6,7 @@ import {
   type LayoutOptions,
   type PlateLayout,
 } from '../layout/layout.js';
-import { plateLogger, type Logger } from '../log/log.js';
+import { withPlateLog, type Logger } from '../log/log.js';
 import type { PlateRow } from '../plates/plates-csv.js';
 import { deleteScript, DELETE_BATCH } from '../integrity/listings.js';
 import { httpStatus, type DeleteTarget, type ObjectInfo, type S3Store } from '../s3/store.js';
@@ -256,17 +256,18 @@ export async function deletePlates(store: S3Store, opts: DeleteOptions): Promise
         return failed;
       }
       const plan = plans.get(plate.plateId)!;
-      const log = plateLogger(opts.log, plate.plateId, opts.logDir);
       // No delete while another run archives or verifies the plate: its lease is waited for
       // (up to its TTL + margin), then the plate fails with exit 75, nothing deleted.
-      return withClaim(
-        store.withSignal(signal),
-        plan.L,
-        { guard, work: 'delete', log },
-        async (_claim, s) => {
-          await recordStillThere(s, plan);
-          return executePlan(s, plan, plate, log, recheck);
-        },
+      return withPlateLog(opts.log, plate.plateId, opts.logDir, (log) =>
+        withClaim(
+          store.withSignal(signal),
+          plan.L,
+          { guard, work: 'delete', log },
+          async (_claim, s) => {
+            await recordStillThere(s, plan);
+            return executePlan(s, plan, plate, log, recheck);
+          },
+        ),
       );
     },
     poolOptions(opts, 'delete'),

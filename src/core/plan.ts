@@ -2,7 +2,7 @@ import { statfs } from 'node:fs/promises';
 import pLimit from 'p-limit';
 import { tarballSizeBound } from '../archive/tarball.js';
 import { optionalOutputKeys, outputKeys, type LayoutOptions } from '../layout/layout.js';
-import { plateLogger, type Logger } from '../log/log.js';
+import { withPlateLog, type Logger } from '../log/log.js';
 import type { PlateRow } from '../plates/plates-csv.js';
 import type { S3Store } from '../s3/store.js';
 import { tarEntries } from './archive.js';
@@ -123,12 +123,8 @@ export async function plan(store: S3Store, opts: PlanRunOptions): Promise<PlateR
   return runPlates(
     opts.plates,
     (plate, signal) =>
-      planPlate(
-        store.withSignal(signal),
-        opts,
-        plate,
-        plateLogger(opts.log, plate.plateId, opts.logDir),
-        heads,
+      withPlateLog(opts.log, plate.plateId, opts.logDir, (log) =>
+        planPlate(store.withSignal(signal), opts, plate, log, heads),
       ),
     // listing is cheap; plan every plate at once
     { ...poolOptions(opts, 'plan'), maxProcs: Math.max(opts.maxProcs, 8) },

@@ -20,7 +20,7 @@ import {
   type PlateLayout,
   type TarballLayout,
 } from '../layout/layout.js';
-import { plateLogger, type Logger } from '../log/log.js';
+import { withPlateLog, type Logger } from '../log/log.js';
 import type { PlateRow } from '../plates/plates-csv.js';
 import { objectChunks } from '../s3/read-object.js';
 import type { ObjectInfo, S3Store } from '../s3/store.js';
@@ -517,11 +517,8 @@ export async function verify(store: S3Store, opts: VerifyRunOptions): Promise<Pl
       // Only --deep moves bytes; a plain verify's few requests are not worth a thread's start.
       opts.s3 && opts.deep
         ? verifyInWorker(opts, opts.s3, plate, signal)
-        : verifyPlate(
-            store.withSignal(signal),
-            opts,
-            plate,
-            plateLogger(opts.log, plate.plateId, opts.logDir),
+        : withPlateLog(opts.log, plate.plateId, opts.logDir, (log) =>
+            verifyPlate(store.withSignal(signal), opts, plate, log),
           ),
     poolOptions(opts, 'verify'),
   );

@@ -122,6 +122,24 @@ export function plateLogger(base: Logger, plateId: string, logDir?: string): Log
 }
 
 /**
+ * `fn` with the plate's log, whose file is closed when `fn` settles: a run of many plates on
+ * one thread would otherwise keep one fd per plate open until the process ends.
+ */
+export async function withPlateLog<T>(
+  base: Logger,
+  plateId: string,
+  logDir: string | undefined,
+  fn: (log: Logger) => Promise<T>,
+): Promise<T> {
+  const { log, close } = openPlateLog(base, plateId, logDir);
+  try {
+    return await fn(log);
+  } finally {
+    close();
+  }
+}
+
+/**
  * plateLogger, with its file closed by the caller: a worker thread runs plate after plate
  * (core/workers), and fds are the process's, not the thread's, so each plate's must be closed.
  */

@@ -1,7 +1,16 @@
 // Log records as a person reads them on stderr: one line, the plate first.
 import assert from 'node:assert/strict';
+import { mkdtempSync, readdirSync, readFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { test } from 'node:test';
-import { createLogger, humanLine, humanStream, plateLogger } from '../../src/log/log.js';
+import {
+  createLogger,
+  humanLine,
+  humanStream,
+  plateLogger,
+  withPlateLog,
+} from '../../src/log/log.js';
 
 test('humanLine: plate, message, then each field; long lists cut; empty ones left out', () => {
   assert.equal(
@@ -47,4 +56,25 @@ test('humanStream shows a line that is not a record as it is', () => {
   const lines: string[] = [];
   humanStream((l) => lines.push(l)).write('not json\n{"level":40,"msg":"m"}\n');
   assert.deepEqual(lines, ['not json', 'imgbackup: m']);
+});
+
+test('withPlateLog writes the plate log file and closes it when the plate settles', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'imgbackup-plate-log-'));
+  const base = createLogger({ write: () => {} });
+  const fds = () => readdirSync('/proc/self/fd').length;
+  const before = fds();
+  let during = 0;
+  await assert.rejects(
+    withPlateLog(base, 'P1', dir, async (log) => {
+      log.info('started');
+      during = fds();
+      throw new Error('plate failed');
+    }),
+    /plate failed/,
+  );
+  assert.equal(during, before + 1);
+  assert.equal(fds(), before);
+  const lines = readFileSync(join(dir, 'P1.log'), 'utf8').trim().split('\n');
+  assert.equal(lines.length, 1);
+  assert.equal((JSON.parse(lines[0]!) as { msg: string }).msg, 'started');
 });
