@@ -15,7 +15,7 @@ const WORKER_YOUNG_GENERATION_MB = 8;
  * A plate's heap is small (~12 MB live), but every socket read is a new Buffer and V8 counts
  * those bytes against the old generation's limit, which starts near twice the live heap: a full
  * mark-compact every ~12 MB a plate moved. Starting at 48 MB halves them; measured (npm run
- * bench, README): 6–18 % less CPU, ~20–35 MB more peak RSS per plate in flight. Node has no
+ * bench, README): 6–18 % less CPU, ~10–15 MB more peak RSS per plate in flight. Node has no
  * Worker option for it (resourceLimits holds only maxima); V8 reads the flag as each isolate
  * is created, and the plate workers are the only isolates this process creates after startup.
  */
