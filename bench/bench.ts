@@ -4,6 +4,7 @@ import { spawnSync } from 'node:child_process';
 import { createCipheriv } from 'node:crypto';
 import { existsSync, mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import type { Server } from 'node:http';
 import { cpus, totalmem, tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -48,6 +49,7 @@ import {
   type RestoreRow,
 } from './restore.js';
 import { threadFigures, threadTable, type ThreadFigures } from './threads.js';
+import { parseLink, startLink, type LinkOptions } from './link.js';
 
 const INSTALL_HINT = 'install with `apt-get update && apt-get install -y parallel pigz`';
 const UPLOAD_CONCURRENCY = 8;
@@ -68,6 +70,10 @@ const USAGE = `Usage: npm run bench -- [options]
                     imgbackup itself always runs
   --workdir DIR     where the S3 data and tmpdirs live (default: a new dir under $TMPDIR)
   --repeat N        run every variant N times (in rounds) and report each one's fastest run
+  --image-mb A-B    image sizes, MB (default 1-8; real 16-bit 2160 x 2160 images are ~9.3)
+  --link MS,MBPS    the commands reach the server through an emulated S3 link: each answer
+                    waits MS ms for its first byte and moves at most MBPS MB/s (default: none,
+                    loopback)
   --keep            keep the workdir (S3 data, buckets) afterwards`;
 
 interface Options {
@@ -83,6 +89,8 @@ interface Options {
   workdir?: string;
   keep: boolean;
   repeat: number;
+  imageBytes: [number, number];
+  link?: LinkOptions;
 }
 
 function parseOptions(argv: string[]): Options {
@@ -101,6 +109,8 @@ function parseOptions(argv: string[]): Options {
       workdir: { type: 'string' },
       keep: { type: 'boolean', default: false },
       repeat: { type: 'string', default: '1' },
+      'image-mb': { type: 'string', default: '1-8' },
+      link: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
     },
   });
@@ -116,7 +126,20 @@ function parseOptions(argv: string[]): Options {
     }
     return n;
   };
+  const images = /^(\d+(?:\.\d+)?)-(\d+(?:\.\d+)?)$/.exec(values['image-mb']);
+  const [lo, hi] = images ? [Number(images[1]) * MB, Number(images[2]) * MB] : [0, 0];
+  if (!images || lo < 0.1 * MB || hi < lo) {
+    console.error(`bench: --image-mb takes MIN-MAX in MB, e.g. 9-10, got ${values['image-mb']}`);
+    process.exit(2);
+  }
+  const link = values.link === undefined ? undefined : parseLink(values.link);
+  if (values.link !== undefined && !link) {
+    console.error(`bench: --link takes MS,MBPS, e.g. 30,25, got ${JSON.stringify(values.link)}`);
+    process.exit(2);
+  }
   return {
+    imageBytes: [lo, hi],
+    ...(link ? { link } : {}),
     plates: Math.floor(num('plates', values.plates, 1)),
     plateMb: num('plate-mb', values['plate-mb'], 10),
     maxProcs: Math.floor(num('max-procs', values['max-procs'], 1)),
@@ -398,8 +421,10 @@ async function main(): Promise<void> {
 
   if (opts.workdir) mkdirSync(opts.workdir, { recursive: true });
   const work = await mkdtemp(join(opts.workdir ?? tmpdir(), 'imgbackup-bench-'));
-  const state: { server?: S3rverLike } = {};
+  const state: { server?: S3rverLike; link?: Server } = {};
   const cleanup = async () => {
+    state.link?.closeAllConnections();
+    state.link?.close();
     await state.server?.close().catch(() => {});
     if (!opts.keep) await rm(work, { recursive: true, force: true });
   };
@@ -575,10 +600,22 @@ async function main(): Promise<void> {
   state.server = s;
   const s3 = s3client(endpoint);
   log(`s3rver at ${endpoint}, data in ${work}`);
+  // The measured commands go through the emulated link, if any; the bench's own setup and
+  // checks do not.
+  let cmdEndpoint = endpoint;
+  if (opts.link) {
+    const link = await startLink(endpoint, opts.link);
+    state.link = link.server;
+    cmdEndpoint = link.endpoint;
+    log(
+      `emulated link at ${cmdEndpoint}: ${opts.link.firstByteMs} ms to first byte, ` +
+        `${opts.link.bytesPerSecond / MB} MB/s per answer`,
+    );
+  }
 
   // Data.
   const t0 = performance.now();
-  const bases = makeBases();
+  const bases = makeBases(opts.imageBytes[1]);
   const genSeconds = (performance.now() - t0) / 1000;
   const plates: PlateIds[] = Array.from({ length: opts.plates }, (_, i) => {
     const id = `BR${String(100001 + i).padStart(8, '0')}`;
@@ -586,7 +623,7 @@ async function main(): Promise<void> {
   });
   const plateBytes = Math.round(opts.plateMb * MB);
   const files: PlanFile[] = plates.flatMap((p, i) =>
-    planPlate(PROJECT, BATCH, p, plateBytes, 1000 + i),
+    planPlate(PROJECT, BATCH, p, plateBytes, 1000 + i, opts.imageBytes),
   );
   const sourceBytes = files.reduce((n, f) => n + f.size, 0);
   const mix = mixStats(bases, files);
@@ -681,7 +718,13 @@ async function main(): Promise<void> {
     rmSync(tmp, { recursive: true, force: true });
     mkdirSync(tmp, { recursive: true });
     await emptyBucket(dest);
-    const ctx: RunContext = { endpoint, platesCsv, tmpdir: tmp, logDir, maxProcs: opts.maxProcs };
+    const ctx: RunContext = {
+      endpoint: cmdEndpoint,
+      platesCsv,
+      tmpdir: tmp,
+      logDir,
+      maxProcs: opts.maxProcs,
+    };
     const args = v.args(ctx);
     log(`running ${v.name}${opts.repeat > 1 ? ` (round ${round}/${opts.repeat})` : ''} ...`);
     spawnSync('sync');
@@ -736,7 +779,13 @@ async function main(): Promise<void> {
     if (v.name === 'imgbackup') archived = false;
     await clearBackupListings();
     await emptyBucket(v.cold);
-    const ctx: RunContext = { endpoint, platesCsv, tmpdir: tmp, logDir, maxProcs: opts.maxProcs };
+    const ctx: RunContext = {
+      endpoint: cmdEndpoint,
+      platesCsv,
+      tmpdir: tmp,
+      logDir,
+      maxProcs: opts.maxProcs,
+    };
     const args = v.args(ctx);
     log(`running ${v.name}${opts.repeat > 1 ? ` (round ${round}/${opts.repeat})` : ''} ...`);
     // Dirty pages of the previous step (the generated data, the last variant's objects) are
@@ -805,7 +854,7 @@ async function main(): Promise<void> {
           '--cold-bucket',
           v.cold,
           '--endpoint-url',
-          endpoint,
+          cmdEndpoint,
         ],
         env,
         tmp,
@@ -948,6 +997,8 @@ async function main(): Promise<void> {
       plateMb: opts.plateMb,
       maxProcs: opts.maxProcs,
       repeat: opts.repeat,
+      imageMb: opts.imageBytes.map((b) => b / MB),
+      ...(opts.link ? { link: opts.link } : {}),
     },
     machine: {
       cpus: cpus().length,
@@ -1003,7 +1054,12 @@ async function main(): Promise<void> {
     .join(', ');
   console.log(
     `\n${opts.plates} plates x ${opts.plateMb} MB = ${(sourceBytes / MB).toFixed(0)} MB in ${files.length} objects ` +
-      `(${mixLine}); --max-procs ${opts.maxProcs}; ${cpus().length} cores\n`,
+      `(${mixLine}); images ${opts.imageBytes.map((b) => b / MB).join('-')} MB; ` +
+      `--max-procs ${opts.maxProcs}; ${cpus().length} cores` +
+      (opts.link
+        ? `; emulated link: ${opts.link.firstByteMs} ms to first byte, ${opts.link.bytesPerSecond / MB} MB/s per answer`
+        : '') +
+      '\n',
   );
   console.log(table(archives));
   console.log(`\nCPU per thread (imgbackup variants)\n${threadTable(archives)}`);

@@ -42,8 +42,8 @@ export const MIX: Record<Category, number> = {
   backend: 0.08,
 };
 
-const FILE_MIN = 1 * MB;
-const FILE_MAX = 8 * MB;
+export const FILE_MIN = 1 * MB;
+export const FILE_MAX = 8 * MB;
 const SQLITE_PAGE = 4096;
 const CHANNELS = ['DNA', 'ER', 'RNA', 'AGP', 'Mito'];
 const CSV_TABLES = ['Cells', 'Cytoplasm', 'Nuclei'];
@@ -71,6 +71,8 @@ export function planPlate(
   plate: PlateIds,
   plateBytes: number,
   seed: number,
+  /** Image sizes, [min, max] bytes (`--image-mb`). */
+  images: [number, number] = [FILE_MIN, FILE_MAX],
 ): PlanFile[] {
   const rnd = prng(seed);
   const files: PlanFile[] = [];
@@ -86,7 +88,7 @@ export function planPlate(
 
   // Images: r01c01f01p01-ch1sk1fk1fl1.tiff, five channels per site.
   let i = 0;
-  for (const size of sizesUpTo(imageBytes, rnd)) {
+  for (const size of sizesUpTo(imageBytes, rnd, images[0], images[1])) {
     const ch = (i % 5) + 1;
     const site = Math.floor(i / 5);
     const field = (site % 9) + 1;
@@ -248,12 +250,14 @@ function sqliteBase(pages: number, rnd: () => number, text: Buffer): Buffer {
   return buf;
 }
 
-export function makeBases(): Bases {
+export function makeBases(maxImageBytes = FILE_MAX): Bases {
   const rnd = prng(12345);
   const csv = [csvBase(9 * MB, rnd), csvBase(9 * MB, rnd)];
+  // 2048 px wide, tall enough for the largest image plus room for offsets (2304 rows, 9.4 MB,
+  // for the default 8 MB).
+  const rows = Math.max(2304, Math.ceil((maxImageBytes * 1.18) / (2 * 2048)));
   return {
-    // 2048 x 2304 px: one 9.4 MB buffer covers the largest file plus room for offsets.
-    images: [0, 1, 2, 3].map(() => imageBase(2048, 2304, rnd)),
+    images: [0, 1, 2, 3].map(() => imageBase(2048, rows, rnd)),
     illum: illumBase(9 * MB),
     csv,
     sqlitePages: sqliteBase(2048, rnd, csv[0]!),

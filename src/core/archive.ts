@@ -22,7 +22,7 @@ import {
 } from '../layout/layout.js';
 import { withPlateLog, type Logger } from '../log/log.js';
 import type { PlateRow } from '../plates/plates-csv.js';
-import { ArchivedObjectError, objectChunks, readObject } from '../s3/read-object.js';
+import { ArchivedObjectError } from '../s3/read-object.js';
 import { CLEANUP_TIMEOUT_MS, httpStatus, type ObjectInfo, type S3Store } from '../s3/store.js';
 import { FileUpload, type KeyClaim, MultipartSink } from '../s3/upload.js';
 import {
@@ -31,7 +31,7 @@ import {
   type GzipEngine,
   type GzipEngineName,
 } from '../archive/gzip-engine.js';
-import { readAhead, type ReadAheadOptions } from './read-ahead.js';
+import { sourceBodies, type SourceReadOptions } from './source-bodies.js';
 import {
   isFolderMarker,
   listSources,
@@ -70,7 +70,7 @@ export interface ArchiveOptions {
   level: number;
   /** What compresses the gzip blocks; by default the fastest one built for the level. */
   engine?: GzipEngine;
-  readAhead: ReadAheadOptions;
+  readAhead: SourceReadOptions;
   log: Logger;
   /** Called with each chunk of source bytes written into a tarball. */
   progress?: (plateId: string, bytes: number) => void;
@@ -104,16 +104,7 @@ export function chooseGzipEngine(
   return fallback ? { engine, fallback } : { engine };
 }
 
-/**
- * Per plate: up to 16 GETs ahead within 32 MiB buffered; objects over 8 MiB are streamed, not
- * buffered. Enough to hide S3 latency for ~10 MB images; with the upload queue this keeps a plate
- * near 100 MB of memory (measured: npm run bench, README).
- */
-export const DEFAULT_READ_AHEAD: ReadAheadOptions = {
-  maxCount: 16,
-  maxBytes: 32 * 1024 * 1024,
-  bufferLimit: 8 * 1024 * 1024,
-};
+export { DEFAULT_READ_AHEAD } from './source-bodies.js';
 
 /** HEADs in flight when looking for objects that need a restore. */
 const HEAD_CONCURRENCY = 32;
@@ -464,12 +455,7 @@ async function buildTarball(
     ...(upload ? { onWritten: (bytes, md5s) => upload.written(bytes, md5s) } : {}),
   });
   try {
-    const bodies = readAhead(
-      fileEntries,
-      (e) => readObject(store, L.bucket, e.obj),
-      (e) => objectChunks(store, L.bucket, e.obj),
-      { ...opts.readAhead },
-    );
+    const bodies = sourceBodies(store, L.bucket, fileEntries, opts.readAhead);
     const it = bodies[Symbol.asyncIterator]();
     let nextBody = await it.next();
     for (const e of entries) {

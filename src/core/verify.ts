@@ -22,7 +22,6 @@ import {
 } from '../layout/layout.js';
 import { withPlateLog, type Logger } from '../log/log.js';
 import type { PlateRow } from '../plates/plates-csv.js';
-import { objectChunks } from '../s3/read-object.js';
 import type { ObjectInfo, S3Store } from '../s3/store.js';
 import {
   checkOwnership,
@@ -40,6 +39,7 @@ import { poolOptions, runPlates, type PlateResult, type RunOptions } from './poo
 import { NO_GUARD, openGuard, withClaim, type Guard } from './lifecycle/plate-life.js';
 import { staleGenerations } from './lifecycle/outputs.js';
 import { checkBuckets } from './preflight.js';
+import { readAheadChunks } from './source-bodies.js';
 import { namePairs, nameSome } from './sources.js';
 import { verifyInWorker } from './workers/jobs.js';
 
@@ -449,8 +449,9 @@ async function readTarball(
   const head = await store.head(L.coldBucket, key);
   if (!head) throw new VerificationError(`${key} is missing`);
   const index = await indexCheck(store, L, t, problems);
-  // Read like a source object: resumed if cut, and refused if it changes while being read.
-  const body = Readable.from(objectChunks(store, L.coldBucket, head));
+  // Read like a source object: ranges read ahead (one GET stream would bound a deep verify to
+  // one connection's rate), each resumed if cut and refused if the tarball changes meanwhile.
+  const body = Readable.from(readAheadChunks(store, L.coldBucket, head));
   const extract = tar.extract();
   const tagPrefix = `${L.tag}/`;
   const consume = (async () => {

@@ -22,40 +22,52 @@ export class ArchivedObjectError extends PlateError {
   }
 }
 
+/** Bytes [start, end) of an object, and what its GETs said about it. */
+export interface Span {
+  start: number;
+  end: number;
+  /** Set when a GET said SSE-KMS: then the ETag is not the md5 of the bytes. */
+  kms?: boolean;
+}
+
 /**
- * Streams one object's bytes exactly as listed. On a versioned bucket the GET names the listed
- * version; it also carries If-Match with the listed ETag, so an object overwritten since the
- * listing (unversioned) fails instead of archiving other bytes; a body cut
- * mid-way is resumed with a Range request; the byte count, and the md5 where the ETag is one,
- * are checked at the end so a short, long or corrupted body never reaches the tarball silently.
+ * Streams one span of an object exactly as listed. On a versioned bucket the GET names the
+ * listed version; it also carries If-Match with the listed ETag, so an object overwritten since
+ * the listing (unversioned) fails instead of archiving other bytes; a body cut mid-way is resumed
+ * with a Range request from the byte it reached; more bytes than the span, or fewer, fail.
  */
-export async function* objectChunks(
+export async function* spanChunks(
   store: S3Store,
   bucket: string,
   obj: ObjectInfo,
+  span: Span,
 ): AsyncGenerator<Buffer> {
-  let pos = 0;
+  let pos = span.start;
   let resumes = 0;
-  let md5 = isPlainMd5(obj.etag) ? new StreamMd5() : undefined;
+  // A piece of the object names its last byte; the whole object resumes as `bytes=N-`, so a body
+  // longer than listed still shows.
+  const piece = span.start > 0 || span.end < obj.size;
+  const last = piece ? { end: span.end - 1 } : {};
   for (;;) {
     try {
       // The listed version exactly: a version written since cannot slip into the tarball.
       const r = await store.get(bucket, obj.key, {
         ifMatch: obj.etag,
         start: pos,
+        ...last,
         ...(obj.versionId ? { versionId: obj.versionId } : {}),
       });
-      // SSE-KMS ETags are not the md5 of the bytes.
-      if (r.encryption === 'aws:kms' || r.encryption === 'aws:kms:dsse') md5 = undefined;
+      if (r.encryption === 'aws:kms' || r.encryption === 'aws:kms:dsse') span.kms = true;
       for await (const c of r.body) {
         const chunk = Buffer.isBuffer(c) ? c : Buffer.from(c.buffer, c.byteOffset, c.byteLength);
         pos += chunk.length;
-        if (pos > obj.size) {
+        if (pos > span.end) {
           throw new PlateError(
-            `${obj.key}: more bytes than the listed ${obj.size}; it changed: re-run once the source is stable`,
+            piece
+              ? `${obj.key}: more bytes than asked for (bytes ${span.start}-${span.end - 1} of ${obj.size}): the store ignored the Range; check the endpoint`
+              : `${obj.key}: more bytes than the listed ${obj.size}; it changed: re-run once the source is stable`,
           );
         }
-        await md5?.update(chunk);
         yield chunk;
       }
       break;
@@ -83,16 +95,61 @@ export async function* objectChunks(
       });
     }
   }
-  if (pos !== obj.size) {
+  if (pos !== span.end) {
     throw new PlateError(
-      `${obj.key}: got ${pos} bytes, the listing says ${obj.size}; re-run once the source is stable`,
+      piece
+        ? `${obj.key}: got ${pos - span.start} bytes of the ${span.end - span.start} asked for (bytes ${span.start}-${span.end - 1} of ${obj.size}); re-run once the source is stable`
+        : `${obj.key}: got ${pos} bytes, the listing says ${obj.size}; re-run once the source is stable`,
     );
   }
-  if (md5 && (await md5.digest()) !== obj.etag) {
-    throw new PlateError(
-      `${obj.key}: bytes read do not match its ETag ${obj.etag} (changed or corrupted); re-run, and check the object if it repeats`,
-    );
+}
+
+/**
+ * Checks what the whole of an object's bytes, as they pass in order, come to: the md5 against
+ * the ETag where the ETag is one (not multipart, not SSE-KMS). Fed by one GET or by several
+ * spans read ahead of it.
+ */
+export class ObjectCheck {
+  private md5: StreamMd5 | undefined;
+
+  constructor(private readonly obj: ObjectInfo) {
+    this.md5 = isPlainMd5(obj.etag) ? new StreamMd5() : undefined;
   }
+
+  /** `kms`: a GET said the object is SSE-KMS encrypted, so its ETag is no md5 to check. */
+  async update(chunk: Buffer, kms = false): Promise<void> {
+    if (kms) this.md5 = undefined;
+    await this.md5?.update(chunk);
+  }
+
+  /** After the last byte. */
+  async done(kms = false): Promise<void> {
+    if (kms) this.md5 = undefined;
+    if (!this.md5) return;
+    if ((await this.md5.digest()) !== this.obj.etag) {
+      throw new PlateError(
+        `${this.obj.key}: bytes read do not match its ETag ${this.obj.etag} (changed or corrupted); re-run, and check the object if it repeats`,
+      );
+    }
+  }
+}
+
+/**
+ * Streams one object's bytes exactly as listed, as spanChunks does, and checks at the end that
+ * the md5, where the ETag is one, matches, so a corrupted body never reaches the tarball silently.
+ */
+export async function* objectChunks(
+  store: S3Store,
+  bucket: string,
+  obj: ObjectInfo,
+): AsyncGenerator<Buffer> {
+  const span: Span = { start: 0, end: obj.size };
+  const check = new ObjectCheck(obj);
+  for await (const chunk of spanChunks(store, bucket, obj, span)) {
+    await check.update(chunk, span.kms);
+    yield chunk;
+  }
+  await check.done(span.kms);
 }
 
 /**
@@ -106,5 +163,17 @@ export async function readObject(
 ): Promise<Buffer[]> {
   const chunks: Buffer[] = [];
   for await (const c of objectChunks(store, bucket, obj)) chunks.push(c);
+  return chunks;
+}
+
+/** Reads one span of an object whole, checked as spanChunks checks it, chunks as they came. */
+export async function readSpan(
+  store: S3Store,
+  bucket: string,
+  obj: ObjectInfo,
+  span: Span,
+): Promise<Buffer[]> {
+  const chunks: Buffer[] = [];
+  for await (const c of spanChunks(store, bucket, obj, span)) chunks.push(c);
   return chunks;
 }

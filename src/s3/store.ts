@@ -384,15 +384,22 @@ export class S3Store {
   async get(
     bucket: string,
     key: string,
-    opts: { ifMatch?: string; start?: number; versionId?: string } = {},
+    /** `end`: the last byte wanted (inclusive, as Range counts); without it, to the end. */
+    opts: { ifMatch?: string; start?: number; end?: number; versionId?: string } = {},
   ): Promise<{ body: AsyncIterable<Uint8Array>; encryption?: string }> {
+    const range =
+      opts.end !== undefined
+        ? `bytes=${opts.start ?? 0}-${opts.end}`
+        : opts.start
+          ? `bytes=${opts.start}-`
+          : undefined;
     const r = await this.client.send(
       new GetObjectCommand({
         Bucket: bucket,
         Key: key,
         ...(opts.versionId ? { VersionId: opts.versionId } : {}),
         ...(opts.ifMatch ? { IfMatch: `"${opts.ifMatch}"` } : {}),
-        ...(opts.start ? { Range: `bytes=${opts.start}-` } : {}),
+        ...(range ? { Range: range } : {}),
       }),
       this.opts(),
     );

@@ -83,20 +83,8 @@ export async function* rangedChunks(
   span: { from: number; to: number } = { from: 0, to: obj.size },
 ): AsyncGenerator<Buffer> {
   const all = ranges(span.to, RANGE_BYTES, span.from);
-  const opts = {
-    maxCount: RANGES_IN_FLIGHT,
-    maxBytes: RANGES_IN_FLIGHT * RANGE_BYTES,
-    bufferLimit: Infinity,
-  };
-  const never = (): AsyncIterable<Buffer> => {
-    throw new Error('every range is read whole');
-  };
-  for await (const { body } of readAhead(
-    all,
-    (r) => fetchRange(store, bucket, obj, r),
-    never,
-    opts,
-  )) {
-    yield* body as Buffer[];
+  const opts = { maxCount: RANGES_IN_FLIGHT, maxBytes: RANGES_IN_FLIGHT * RANGE_BYTES };
+  for await (const { body } of readAhead(all, (r) => fetchRange(store, bucket, obj, r), opts)) {
+    yield* body;
   }
 }
