@@ -6,7 +6,7 @@ import { before, describe, test } from 'node:test';
 import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { getBytes, snapshot } from '../helpers/s3.js';
 import { runCli, serverEnv, plateArgs } from '../helpers/cli.js';
-import { startFaultProxy } from '../helpers/fault-proxy.js';
+import { heldFirstRange, rangesOf } from '../helpers/ranges.js';
 import {
   BATCH,
   BIG_PLATE,
@@ -303,7 +303,7 @@ for (const name of testServerNames()) {
       const csv = await writePlatesCsv([BIG_PLATE], suite.work);
       const args = plateArgs({ csv, live: bigLive, cold: bigCold });
 
-      const reading = await heldFirstRange(suite.server.endpoint, hugeKey);
+      const reading = await heldFirstRange(suite.server.endpoint, hugeKey, 3);
       try {
         const env = { ...serverEnv(suite.server), AWS_ENDPOINT_URL: reading.proxy.endpoint };
         const r = await runCli(['archive', ...args, '--tmpdir', tmp], env);
@@ -312,7 +312,7 @@ for (const name of testServerNames()) {
         await reading.close();
       }
       assert.equal(reading.whileHeld() >= 3, true, `GETs while held: ${reading.whileHeld()}`);
-      assert.deepEqual(reading.ranges, rangesOf(huge.length, 8 * 1024 * 1024));
+      assert.deepEqual(reading.ranges(), rangesOf(huge.length, 8 * 1024 * 1024));
 
       const tarball = await getBytes(suite.client, bigCold, tarballKey);
       const file = join(suite.work, 'big-plate-images.tar.gz');
@@ -322,7 +322,7 @@ for (const name of testServerNames()) {
       const tree = await readTree(dir);
       assert.ok(tree.get(hugeKey.slice('projects/'.length))?.equals(huge), 'huge.tiff rebuilt');
 
-      const checking = await heldFirstRange(suite.server.endpoint, tarballKey);
+      const checking = await heldFirstRange(suite.server.endpoint, tarballKey, 3);
       try {
         const env = { ...serverEnv(suite.server), AWS_ENDPOINT_URL: checking.proxy.endpoint };
         const v = await runCli(['verify', '--deep', ...args], env);
@@ -331,54 +331,7 @@ for (const name of testServerNames()) {
         await checking.close();
       }
       assert.equal(checking.whileHeld() >= 3, true, `GETs while held: ${checking.whileHeld()}`);
-      assert.deepEqual(checking.ranges, rangesOf(tarball.length, 8 * 1024 * 1024));
+      assert.deepEqual(checking.ranges(), rangesOf(tarball.length, 8 * 1024 * 1024));
     });
   });
-}
-
-/** The Range headers of an object read in `piece`-byte ranges, in order. */
-function rangesOf(size: number, piece: number): string[] {
-  const out: string[] = [];
-  for (let start = 0; start < size; start += piece)
-    out.push(`bytes=${start}-${Math.min(size, start + piece) - 1}`);
-  return out;
-}
-
-/**
- * A proxy that records the Range of every GET of `key` and holds the first one until three more
- * of the same key have been asked for (or 20 s pass): a reader that keeps one GET of an object in
- * flight at a time never gets past it.
- */
-async function heldFirstRange(endpoint: string, key: string) {
-  const ranges: string[] = [];
-  let release: () => void = () => {};
-  const held = new Promise<void>((r) => (release = r));
-  const timeout = setTimeout(() => release(), 20_000);
-  let holding = false;
-  let whileHeld = 0;
-  const proxy = await startFaultProxy(endpoint, {
-    rate: 0,
-    onRequest: (req) => {
-      const path = decodeURIComponent((req.url ?? '').split('?')[0]!);
-      if (req.method !== 'GET' || !path.endsWith(`/${key}`)) return;
-      ranges.push(req.headers.range ?? 'none');
-      if (ranges.length === 1) {
-        holding = true;
-        return held.then(() => {
-          holding = false;
-        });
-      }
-      if (holding && ++whileHeld === 3) release();
-    },
-  });
-  return {
-    proxy,
-    ranges,
-    whileHeld: () => whileHeld,
-    close: async () => {
-      clearTimeout(timeout);
-      release();
-      await proxy.close();
-    },
-  };
 }

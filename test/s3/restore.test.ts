@@ -40,6 +40,7 @@ import {
   type ArchivedCase,
 } from '../helpers/restore.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
+import { heldFirstRange, rangesOf } from '../helpers/ranges.js';
 import { getBytes, keysUnder, snapshot } from '../helpers/s3.js';
 import { testServerNames } from '../helpers/servers.js';
 import { useServer, type ServerSuite } from '../helpers/suite.js';
@@ -232,6 +233,30 @@ for (const name of testServerNames('all')) {
       const most = await restoreHoldingPuts(suite, c, (url) => /large\d\.tiff/.test(url), 1000);
       await assertRebuiltOnS3(suite, c, [PLATE_B]);
       assert.ok(most >= 2, `at most ${most} large member upload(s) in flight at once`);
+    });
+
+    test('reads each tarball as 4 MiB ranges, more than four in flight at once', async () => {
+      const c = await archivedCase(suite, [BIG_PLATE], () => bigPlateObjects());
+      const key = tarballKey(BIG_PLATE, 'images_illum_analysis');
+      const tarball = await getBytes(suite.client, c.cold, key);
+      const range = 4 * 1024 * 1024;
+      assert.ok(
+        tarball.length > 8 * range,
+        `the tarball holds more than 8 ranges: ${tarball.length}`,
+      );
+      const seen = await heldFirstRange(suite.server.endpoint, key, 7);
+      const dir = await mkdtemp(join(c.dir, 'to-dir-'));
+      try {
+        const r = await c.run('restore', ['--to-dir', dir, '--endpoint-url', seen.proxy.endpoint]);
+        assert.equal(r.code, 0, r.stderr + r.stdout);
+      } finally {
+        await seen.close();
+      }
+      assert.equal(seen.whileHeld() >= 7, true, `GETs while held: ${seen.whileHeld()}`);
+      assert.deepEqual(seen.ranges(), rangesOf(tarball.length, range));
+      const tree = await readTree(dir);
+      for (const [k, bytes] of bigPlateObjects())
+        assert.ok(tree.get(k.slice('projects/'.length))?.equals(bytes), `${k} rebuilt`);
     });
 
     test('--to-dir rebuilds the tree GNU tar makes; a second run changes nothing; other bytes are left alone', async () => {
