@@ -26,7 +26,7 @@ export const DEFAULT_READ_AHEAD: SourceReadOptions = {
 /** What one GET reads: an object whole, or one range of a larger one. */
 export interface Piece<T> {
   item: T;
-  /** The object's whole span when it is read in one GET. */
+  /** Bytes this GET reads: the whole object when `of` is 1, else one range. */
   span: Span;
   size: number;
   /** Pieces of this object (1: read whole). */
