@@ -337,6 +337,8 @@ export class Lease {
   private readonly clock: Clock;
   private lostError: LeaseLostError | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** Fires at the deadline itself: renewals that fail fast would notice it up to TTL/10 late. */
+  private deadlineTimer: NodeJS.Timeout | undefined;
   private chain: Promise<void> = Promise.resolve();
   private released = false;
 
@@ -351,6 +353,7 @@ export class Lease {
   ) {
     this.clock = p.clock ?? monotonic;
     this.schedule();
+    this.armDeadline();
   }
 
   get generation(): number {
@@ -394,6 +397,24 @@ export class Lease {
   private stop(): void {
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
+    if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
+    this.deadlineTimer = undefined;
+  }
+
+  /** (Re)arms the deadline timer for the last successful write; a timer that fires early re-arms. */
+  private armDeadline(): void {
+    if (this.deadlineTimer) clearTimeout(this.deadlineTimer);
+    if (this.lostError || this.released) return;
+    const left = holderDeadline(this.lastOkMs, this.p.ttlMs) - this.clock();
+    this.deadlineTimer = setTimeout(
+      () => {
+        this.deadlineTimer = undefined;
+        this.checkDeadline();
+        if (!this.lostError && this.timer) this.armDeadline();
+      },
+      Math.max(0, Math.ceil(left)) + 1,
+    );
+    this.deadlineTimer.unref();
   }
 
   private schedule(): void {
@@ -467,6 +488,7 @@ export class Lease {
     this.body = next;
     this.etag = etag;
     this.lastOkMs = sentMs;
+    if (this.timer) this.armDeadline();
     return true;
   }
 
