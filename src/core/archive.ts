@@ -56,6 +56,7 @@ import {
   refuseForeignPartial,
   removeOutputs,
   tidyCompleted,
+  type Tidied,
   type OutputState,
 } from './lifecycle/outputs.js';
 import { checkBuckets, checkTmpdir } from './preflight.js';
@@ -170,6 +171,12 @@ export async function archivePlate(
   );
 }
 
+const TIDIED_MESSAGE: Record<Tidied, string> = {
+  nothing: 'already archived; nothing changed',
+  lock: 'already archived; removed the lock left in the tmpdir by the run that archived it',
+  marker: 'already archived; removed the in-progress marker and lock of the run that archived it',
+};
+
 /** The plate's archive, once it is claimed: outputs probed, sources listed, work, publish. */
 async function archiveClaimed(
   store: S3Store,
@@ -182,17 +189,21 @@ async function archiveClaimed(
   const base = { plateId: plate.plateId, tag: L.tag };
   const state = await probeOutputs(store, L, claim);
   if (state.complete) {
-    // A run killed after the plate's last output landed leaves its marker and lock behind.
-    const tidied =
-      state.interrupted &&
-      !opts.dryRun &&
-      (await tidyCompleted(store, claim, opts.tmpdir, L, log, opts.log));
+    // A run killed after the plate's last output landed leaves its marker or lock behind.
+    const tidied = opts.dryRun
+      ? 'nothing'
+      : await tidyCompleted(
+          store,
+          claim,
+          state.interrupted,
+          { tmpdir: opts.tmpdir, L },
+          log,
+          opts.log,
+        );
     return {
       ...base,
       status: 'skipped',
-      message: tidied
-        ? 'already archived; removed the in-progress marker and lock of the run that archived it'
-        : 'already archived; nothing changed',
+      message: TIDIED_MESSAGE[tidied],
       files: 0,
       bytesIn: 0,
       bytesOut: 0,

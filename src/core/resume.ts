@@ -1,4 +1,4 @@
-import { open, readFile, rm, stat } from 'node:fs/promises';
+import { open, readFile, rm, stat, type FileHandle } from 'node:fs/promises';
 import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
@@ -9,6 +9,8 @@ import { httpStatus, s3ErrorCode, type S3Store } from '../s3/store.js';
 import type { PlateOwner } from './archive-state.js';
 
 export interface PlateLock {
+  /** Whether a stale lock (its holder gone) was removed to take this one. */
+  tookOver: boolean;
   release(): Promise<void>;
 }
 
@@ -101,15 +103,9 @@ const ageMs = async (path: string) =>
  */
 export async function lockPlate(tmpdir: string, L: PlateLayout, log: Logger): Promise<PlateLock> {
   const path = join(tmpdir, `${L.tag}.lock`);
+  let tookOver = false;
   for (let attempt = 0; attempt < LOCK_ATTEMPTS; attempt++) {
-    try {
-      const fh = await open(path, 'wx');
-      await fh.writeFile(`${JSON.stringify(ourHolder())}\n`);
-      await fh.close();
-      return { release: () => rm(path, { force: true }) };
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-    }
+    if (await createLock(path)) return { tookOver, release: () => rm(path, { force: true }) };
     const text = (await readFile(path, 'utf8').catch(() => '')).trim();
     const holder = parseLock(text);
     if (holder ? holderAlive(holder) : (await ageMs(path)) < LOCK_WRITE_GRACE_MS) {
@@ -120,10 +116,34 @@ export async function lockPlate(tmpdir: string, L: PlateLayout, log: Logger): Pr
         `being archived by ${who} (${path}); wait for it, or remove that lock if no imgbackup is running there`,
       );
     }
-    if (await removeStale(path, text, log)) continue;
+    if (await removeStale(path, text, log)) {
+      tookOver = true;
+      continue;
+    }
     await new Promise((r) => setTimeout(r, LOCK_RETRY_MS)); // another run is taking it over
   }
   throw new PlateError(`cannot take the lock ${path}; remove it if no imgbackup is running`);
+}
+
+/** Creates the lock file naming us; false if one exists. A lock we could not write is removed. */
+async function createLock(path: string): Promise<boolean> {
+  let fh: FileHandle;
+  try {
+    fh = await open(path, 'wx');
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false;
+    throw err;
+  }
+  try {
+    await fh.writeFile(`${JSON.stringify(ourHolder())}\n`);
+    await fh.close();
+    return true;
+  } catch (err) {
+    // A full disk, say: an empty lock would hold the plate off for the grace period.
+    await fh.close().catch(() => {});
+    await rm(path, { force: true });
+    throw err;
+  }
 }
 
 /**

@@ -1,6 +1,7 @@
 import assert from 'node:assert/strict';
 import { execFileSync } from 'node:child_process';
 import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
 import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
@@ -206,6 +207,30 @@ for (const name of testServerNames()) {
         before,
       );
       assert.deepEqual(await readdir(tmp), []);
+    });
+
+    test('a plate archived by a run killed after removing its marker, before its lock: the re-run removes the lock and its tarball, nothing else', async () => {
+      // The killed run's leftovers: its lock (a pid that cannot exist) and a tarball it had not
+      // removed yet; its marker is gone, so the plate's outputs are complete and unmarked.
+      const tmp = await mkdtemp(join(suite.work, 'tmp-'));
+      const before = [await snapshot(suite.client, live), await snapshot(suite.client, coldBucket)];
+      await writeFile(
+        join(tmp, `${tag(PLATE_B)}.lock`),
+        `${JSON.stringify({ pid: 999999999, host: hostname() })}\n`,
+      );
+      await writeFile(join(tmp, `${tag(PLATE_B)}_images_illum_analysis.tar.gz`), 'partial');
+      const csv = await writePlatesCsv([PLATE_B], suite.work);
+      const r = await runCli(args(csv, tmp), serverEnv(suite.server));
+      assert.equal(r.code, 0, r.stdout + r.stderr);
+      assert.match(
+        r.stdout,
+        /2058\s+skipped.*already archived; removed the lock left in the tmpdir/,
+      );
+      assert.deepEqual(await readdir(tmp), []);
+      assert.deepEqual(
+        [await snapshot(suite.client, live), await snapshot(suite.client, coldBucket)],
+        before,
+      );
     });
 
     test('a plate archived by a run killed before it tidied up: the re-run removes its marker and lock, nothing else', async () => {

@@ -1,6 +1,6 @@
 // Lock holders: what a lock file says, and when its holder counts as alive (Linux /proc).
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,6 +13,7 @@ import {
   parseLock,
   procStat,
   removeStale,
+  type PlateLock,
 } from '../../src/core/resume.js';
 import { plateLayout } from '../../src/layout/layout.js';
 
@@ -65,7 +66,9 @@ describe('lock holders', () => {
           new RegExp(`being archived by process ${process.pid} on `),
         );
         assert.deepEqual(parseLock(await readFile(path, 'utf8')), ourHolder());
-        await (won[0] as PromiseFulfilledResult<{ release(): Promise<void> }>).value.release();
+        const lock = (won[0] as PromiseFulfilledResult<PlateLock>).value;
+        assert.equal(lock.tookOver, true, 'it says it removed a stale lock');
+        await lock.release();
         assert.deepEqual(await readdir(dir), [], 'no lock or takeover file left');
       }
     } finally {
@@ -92,6 +95,29 @@ describe('lock holders', () => {
       assert.equal(await removeStale(path, '999999999', log), true);
       assert.deepEqual(await readdir(dir), []);
     } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+
+  test('a lock that cannot be written (full disk) fails with ENOSPC and leaves no lock file', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'imgbackup-lock-'));
+    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir]);
+    try {
+      const L = plateLayout(
+        { projectName: 'P', batchId: 'B', bucket: 'live', coldBucket: 'cold' },
+        { plateId: 'p1', plateIdFull: 'p1' },
+      );
+      const log = pino({ level: 'silent' });
+      const fresh = await lockPlate(dir, L, log);
+      assert.equal(fresh.tookOver, false);
+      await fresh.release();
+      await assert.rejects(writeFile(join(dir, 'fill'), Buffer.alloc(1024 * 1024)), {
+        code: 'ENOSPC',
+      });
+      await assert.rejects(lockPlate(dir, L, log), { code: 'ENOSPC' });
+      assert.deepEqual(await readdir(dir), ['fill']);
+    } finally {
+      execFileSync('umount', [dir]);
       await rm(dir, { recursive: true, force: true });
     }
   });

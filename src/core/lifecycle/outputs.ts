@@ -68,25 +68,31 @@ export async function probeOutputs(
   };
 }
 
+/** What a re-run on a complete plate tidied: nothing, a dead run's lock, or its marker too. */
+export type Tidied = 'nothing' | 'lock' | 'marker';
+
 /**
- * A plate archived completely by a run that was killed before removing its in-progress marker
- * (and maybe its lock): removes both, unless another live run holds the plate. True if done.
+ * A plate archived completely by a run that was killed before it tidied up: before removing
+ * its in-progress marker (`interrupted`), or after, before removing its lock and local
+ * tarballs. Removes what is left, unless another live run holds the plate.
  */
 export async function tidyCompleted(
   store: S3Store,
   claim: PlateClaim,
-  tmpdir: string,
-  L: PlateLayout,
+  interrupted: boolean,
+  dirs: { tmpdir: string; L: PlateLayout },
   log: Logger,
   runLog: Logger,
-): Promise<boolean> {
-  const done = await claim.ifExclusive(async () => {
+): Promise<Tidied> {
+  const { tmpdir, L } = dirs;
+  const done = await claim.ifExclusive(async (tookOver): Promise<Tidied> => {
     await removeStaleLocal(tmpdir, L);
+    if (!interrupted) return tookOver ? 'lock' : 'nothing';
     await abortStaleUploads(store, L, log, runLog);
     const r = await store.deleteBatch(L.bucket, [{ key: L.inProgressKey }]);
-    return r.errors.length === 0;
+    return r.errors.length === 0 ? 'marker' : tookOver ? 'lock' : 'nothing';
   });
-  return done === true;
+  return done ?? 'nothing';
 }
 
 /** Complete since the delete script landed; a marker left behind only costs a warning. */

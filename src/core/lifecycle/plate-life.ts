@@ -76,8 +76,11 @@ export interface PlateClaim extends Fence {
    * live run holds it); the lease records that this generation writes the plate's outputs.
    */
   beginWrites(): Promise<void>;
-  /** Runs `fn` only if no other live run holds the plate; undefined if one does. */
-  ifExclusive<T>(fn: () => Promise<T>): Promise<T | undefined>;
+  /**
+   * Runs `fn` only if no other live run holds the plate; undefined if one does. `tookOver`:
+   * the lock of a run that is gone was removed on the way.
+   */
+  ifExclusive<T>(fn: (tookOver: boolean) => Promise<T>): Promise<T | undefined>;
   release(): Promise<void>;
 }
 
@@ -91,7 +94,7 @@ const unguarded: PlateClaim = {
   lost: () => undefined,
   assertHeld: () => {},
   beginWrites: async () => {},
-  ifExclusive: (fn) => fn(),
+  ifExclusive: (fn) => fn(false),
   release: async () => {},
 };
 
@@ -115,11 +118,11 @@ class LocalLock implements PlateClaim {
     this.lock = await lockPlate(this.tmpdir, this.L, this.log);
   }
 
-  async ifExclusive<T>(fn: () => Promise<T>): Promise<T | undefined> {
+  async ifExclusive<T>(fn: (tookOver: boolean) => Promise<T>): Promise<T | undefined> {
     const lock = await lockPlate(this.tmpdir, this.L, this.log).catch(() => undefined);
     if (!lock) return undefined; // another run of this plate is alive: what is there is its own
     try {
-      return await fn();
+      return await fn(lock.tookOver);
     } finally {
       await lock.release();
     }
@@ -161,8 +164,8 @@ class LeaseClaim implements PlateClaim {
     await this.lease.beginWrites();
   }
 
-  ifExclusive<T>(fn: () => Promise<T>): Promise<T | undefined> {
-    return this.local ? this.local.ifExclusive(fn) : fn();
+  ifExclusive<T>(fn: (tookOver: boolean) => Promise<T>): Promise<T | undefined> {
+    return this.local ? this.local.ifExclusive(fn) : fn(false);
   }
 
   async release(): Promise<void> {
