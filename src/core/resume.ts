@@ -116,10 +116,7 @@ export async function lockPlate(tmpdir: string, L: PlateLayout, log: Logger): Pr
         `being archived by ${who} (${path}); wait for it, or remove that lock if no imgbackup is running there`,
       );
     }
-    if (await removeStale(path, text, log)) {
-      tookOver = true;
-      continue;
-    }
+    if (await removeStale(path, text, log, () => (tookOver = true))) continue;
     await new Promise((r) => setTimeout(r, LOCK_RETRY_MS)); // another run is taking it over
   }
   throw new PlateError(`cannot take the lock ${path}; remove it if no imgbackup is running`);
@@ -152,7 +149,13 @@ async function createLock(path: string): Promise<boolean> {
  * is taking it over now. A takeover lock left by a run killed during those milliseconds is stale
  * once older than the grace period.
  */
-export async function removeStale(path: string, text: string, log: Logger): Promise<boolean> {
+export async function removeStale(
+  path: string,
+  text: string,
+  log: Logger,
+  /** Called only if this call removed the lock (not another run, not a takeover lock). */
+  onRemoved: () => void = () => {},
+): Promise<boolean> {
   const takeover = `${path.slice(0, -'.lock'.length)}.takeover.lock`;
   try {
     await (await open(takeover, 'wx')).close();
@@ -170,6 +173,7 @@ export async function removeStale(path: string, text: string, log: Logger): Prom
         'removing a stale lock left by an interrupted run',
       );
       await rm(path, { force: true });
+      onRemoved();
     }
     return true; // gone, or replaced: look again
   } finally {

@@ -1,6 +1,6 @@
 // Lock holders: what a lock file says, and when its holder counts as alive (Linux /proc).
 import assert from 'node:assert/strict';
-import { execFileSync, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,6 +16,7 @@ import {
   type PlateLock,
 } from '../../src/core/resume.js';
 import { plateLayout } from '../../src/layout/layout.js';
+import { mountTmpfs, unmountTmpfs } from '../helpers/tmpfs.js';
 
 describe('lock holders', () => {
   test('parseLock reads the JSON form and the bare pid of older versions', () => {
@@ -54,11 +55,15 @@ describe('lock holders', () => {
         { plateId: 'p1', plateIdFull: 'p1' },
       );
       const path = join(dir, 'P_B_p1.lock');
-      const log = pino({ level: 'silent' });
       for (let round = 0; round < 20; round++) {
         await writeFile(path, '999999999\n'); // a pid that cannot exist: stale
-        const got = await Promise.allSettled([lockPlate(dir, L, log), lockPlate(dir, L, log)]);
-        const won = got.filter((g) => g.status === 'fulfilled');
+        // One log per taker, so each removal can be traced to the taker that made it.
+        const said: string[][] = [[], []];
+        const logs = said.map((lines) =>
+          pino({ level: 'warn' }, { write: (line: string) => void lines.push(line) }),
+        );
+        const got = await Promise.allSettled(logs.map((log) => lockPlate(dir, L, log)));
+        const won = got.flatMap((g, i) => (g.status === 'fulfilled' ? [{ lock: g.value, i }] : []));
         const lost = got.filter((g) => g.status === 'rejected');
         assert.equal(won.length, 1, `round ${round}: one holder`);
         assert.match(
@@ -66,8 +71,16 @@ describe('lock holders', () => {
           new RegExp(`being archived by process ${process.pid} on `),
         );
         assert.deepEqual(parseLock(await readFile(path, 'utf8')), ourHolder());
-        const lock = (won[0] as PromiseFulfilledResult<PlateLock>).value;
-        assert.equal(lock.tookOver, true, 'it says it removed a stale lock');
+        const removed = said.map((lines) =>
+          lines.filter((l) => l.includes('removing a stale lock')),
+        );
+        assert.equal(removed.flat().length, 1, `round ${round}: the stale lock removed once`);
+        const { lock, i } = won[0] as { lock: PlateLock; i: number };
+        assert.equal(
+          lock.tookOver,
+          removed[i]!.length === 1,
+          'the holder says it removed a stale lock exactly when it did',
+        );
         await lock.release();
         assert.deepEqual(await readdir(dir), [], 'no lock or takeover file left');
       }
@@ -101,7 +114,7 @@ describe('lock holders', () => {
 
   test('a lock that cannot be written (full disk) fails with ENOSPC and leaves no lock file', async () => {
     const dir = await mkdtemp(join(tmpdir(), 'imgbackup-lock-'));
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir]);
+    mountTmpfs(dir, '64k');
     try {
       const L = plateLayout(
         { projectName: 'P', batchId: 'B', bucket: 'live', coldBucket: 'cold' },
@@ -117,7 +130,7 @@ describe('lock holders', () => {
       await assert.rejects(lockPlate(dir, L, log), { code: 'ENOSPC' });
       assert.deepEqual(await readdir(dir), ['fill']);
     } finally {
-      execFileSync('umount', [dir]);
+      unmountTmpfs(dir);
       await rm(dir, { recursive: true, force: true });
     }
   });
