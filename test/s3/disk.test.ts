@@ -1,5 +1,4 @@
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
@@ -16,6 +15,7 @@ import {
   type FixturePlate,
 } from '../helpers/fixtures.js';
 import { startServer, testServerNames, type TestServer } from '../helpers/servers.js';
+import { mountTmpfs, unmountTmpfs } from '../helpers/tmpfs.js';
 
 const MiB = 1024 * 1024;
 
@@ -40,10 +40,10 @@ for (const name of testServerNames()) {
       work = await mkdtemp(join(tmpdir(), 'imgbackup-disk-'));
       small = join(work, 'small');
       await mkdir(small);
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=10m', 'tmpfs', small]);
+      mountTmpfs(small, '10m');
     });
     after(async () => {
-      if (small) execFileSync('umount', [small]);
+      if (small) unmountTmpfs(small);
       await server?.close();
       await rm(work, { recursive: true, force: true });
     });

@@ -43,6 +43,7 @@ import { startFaultProxy } from '../helpers/fault-proxy.js';
 import { heldFirstRange, rangesOf } from '../helpers/ranges.js';
 import { getBytes, keysUnder, snapshot } from '../helpers/s3.js';
 import { testServerNames } from '../helpers/servers.js';
+import { mountTmpfs, unmountTmpfs } from '../helpers/tmpfs.js';
 import { useServer, type ServerSuite } from '../helpers/suite.js';
 
 const PLATES = [PLATE_A, PLATE_B];
@@ -637,7 +638,7 @@ for (const name of testServerNames('glacier')) {
       const c = await archivedCase(suite, [PLATE_B]);
       const dir = await mkdtemp(join(c.dir, 'small-disk-'));
       // 64 KiB holds some of plate B's files but not all (its backend file alone is 50 kB)
-      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=64k', 'tmpfs', dir]);
+      mountTmpfs(dir, '64k');
       try {
         const r = await c.run('restore', ['--to-dir', dir, '--json']);
         assert.equal(r.code, 1, r.stderr + r.stdout);
@@ -657,7 +658,7 @@ for (const name of testServerNames('glacier')) {
           code: 'ENOENT',
         });
       } finally {
-        execFileSync('umount', [dir]);
+        unmountTmpfs(dir);
       }
     });
   });
