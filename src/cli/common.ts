@@ -9,7 +9,7 @@ import { createS3Client, DEFAULT_MAX_ATTEMPTS, type S3Options } from '../s3/clie
 import { S3Store } from '../s3/store.js';
 import type { RunOptions } from '../core/pool.js';
 import type { Reporter } from './reporter.js';
-import { parseDuration } from '../commands/restore-flags.js';
+import { durationOption, parseDuration } from '../commands/restore-flags.js';
 import { DEFAULT_LEASE_TTL_MS, MIN_LEASE_TTL_MS } from '../core/lifecycle/lease.js';
 
 export interface CommonFlags {
@@ -92,11 +92,13 @@ export function addCommonOptions(
       positiveInt('--max-attempts'),
       DEFAULT_MAX_ATTEMPTS,
     )
-    .option(
-      '--lease-ttl <duration>',
-      "how long a plate's S3 lease outlives its holder's last renewal (90s, 5m); a killed run's plates are taken over after it plus a margin",
-      leaseTtl,
-      DEFAULT_LEASE_TTL_MS,
+    .addOption(
+      durationOption(
+        '--lease-ttl <duration>',
+        "how long a plate's S3 lease outlives its holder's last renewal (90s, 5m); a killed run's plates are taken over after it plus a margin",
+        DEFAULT_LEASE_TTL_MS,
+        leaseTtl,
+      ),
     )
     .option('--log-dir <dir>', 'keep a job log and one log file per plate here')
     .option('--json', 'print one JSON object per plate and a summary on stdout')

@@ -48,7 +48,7 @@ export async function main(argv: string[]): Promise<number> {
   let outcome: { code: number } = { code: 0 };
   const program = new Command('imgbackup')
     .description(
-      'Archive microscopy plates from S3 into verified tar.gz tarballs in a cold bucket,\n' +
+      'Archive microscopy plates from S3 into verified tar.gz tarballs in a cold bucket, ' +
         'prove the archive complete, then delete exactly what was archived.',
     )
     .version(versionText())

@@ -11,7 +11,7 @@ import type { PlateResult } from '../core/pool.js';
 import { archiveRestoringSources } from '../core/restore/archive-sources.js';
 import { DEFAULT_PRICES } from '../core/restore/prices.js';
 import { UsageError } from '../errors.js';
-import { parseDuration, tierOption, type Tier } from './restore-flags.js';
+import { durationOption, tierOption, type Tier } from './restore-flags.js';
 import {
   addCommonOptions,
   buildContext,
@@ -106,17 +106,19 @@ export const archiveCommand: CommandSpec = {
         'first request restores of archived sources; archive the plates that need none',
       )
       .option('--wait', 'with --restore-sources: wait for the restores, then archive those plates')
-      .option(
-        '--timeout <duration>',
-        'with --wait: give up after this long',
-        parseDuration('--timeout'),
-        48 * 3_600_000,
+      .addOption(
+        durationOption(
+          '--timeout <duration>',
+          'with --wait: give up after this long',
+          48 * 3_600_000,
+        ),
       )
-      .option(
-        '--poll <duration>',
-        'with --wait: the longest interval between polls',
-        parseDuration('--poll'),
-        5 * 60_000,
+      .addOption(
+        durationOption(
+          '--poll <duration>',
+          'with --wait: the longest interval between polls',
+          5 * 60_000,
+        ),
       )
       .addOption(tierOption())
       .option(

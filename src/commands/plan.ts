@@ -21,9 +21,9 @@ export const planCommand: CommandSpec = {
         .command('plan')
         .summary('show each plate: source files and bytes, state, tmpdir space needed')
         .description(
-          'Changes nothing. For each plate of the CSV: its source files and bytes, its state\n' +
-            '(not archived, partial, archived, verified, deleted), and the tmpdir space archive\n' +
-            'would need at --max-procs N (the N largest plates still to archive, both tarballs\n' +
+          'Changes nothing. For each plate of the CSV: its source files and bytes, its state ' +
+            '(not archived, partial, archived, verified, deleted), and the tmpdir space archive ' +
+            'would need at --max-procs N (the N largest plates still to archive, both tarballs ' +
             'each), compared with the free space of --tmpdir.',
         ),
     )

@@ -14,6 +14,34 @@ export function parseDuration(flag: string) {
   };
 }
 
+/** Milliseconds in the largest unit parseDuration reads that divides them: 300000 → "5m". */
+export function formatDuration(ms: number): string {
+  const whole = Object.entries(UNIT_MS)
+    .reverse()
+    .find(([, unit]) => ms % unit === 0);
+  return whole ? `${ms / whole[1]}${whole[0]}` : `${ms / 1000}s`;
+}
+
+/** A duration flag whose help shows its default as a user would write it ("5m", not 300000). */
+export function durationOption(
+  flags: string,
+  description: string,
+  defaultMs: number,
+  parse: (v: string) => number = parseDuration(flags.split(' ')[0]!),
+): Option {
+  return new Option(flags, description)
+    .argParser(parse)
+    .default(defaultMs, formatDuration(defaultMs));
+}
+
+/** A repeatable glob flag; absent, the command reads it as no globs (help shows no "[]"). */
+export function globListOption(flags: string, description: string): Option {
+  return new Option(flags, description).argParser((v: string, prev?: string[]) => [
+    ...(prev ?? []),
+    v,
+  ]);
+}
+
 /** --what: which of a plate's two tarballs. */
 export function addWhatOption(cmd: Command): Command {
   return cmd.addOption(

@@ -11,7 +11,13 @@ import { restoreRequest } from '../core/restore/request.js';
 import { restoreRequestPrefix } from '../core/restore/prefix-request.js';
 import { restoreRequestSources } from '../core/restore/source-request.js';
 import { UsageError } from '../errors.js';
-import { addWhatOption, tierOption, type RestoreCommonFlags, type Tier } from './restore-flags.js';
+import {
+  addWhatOption,
+  globListOption,
+  tierOption,
+  type RestoreCommonFlags,
+  type Tier,
+} from './restore-flags.js';
 
 interface RestoreRequestFlags extends CommonFlags, RestoreCommonFlags {
   tier: Tier;
@@ -21,11 +27,9 @@ interface RestoreRequestFlags extends CommonFlags, RestoreCommonFlags {
   sources?: boolean;
   ledger?: string;
   prefix?: string;
-  include: string[];
-  exclude: string[];
+  include?: string[];
+  exclude?: string[];
 }
-
-const collect = (v: string, all: string[]) => [...all, v];
 
 /** --prefix replaces the plate flags; without it they are required as for every plate command. */
 function checkTarget(f: RestoreRequestFlags): void {
@@ -34,7 +38,7 @@ function checkTarget(f: RestoreRequestFlags): void {
       throw new UsageError('give --prefix or --plates, not both (--prefix needs no plates CSV)');
     return;
   }
-  if (f.include.length + f.exclude.length > 0)
+  if ((f.include ?? []).length + (f.exclude ?? []).length > 0)
     throw new UsageError('--include / --exclude go with --prefix s3://bucket/prefix/');
   for (const [flag, value] of [
     ['--plates <csv>', f.plates],
@@ -57,12 +61,12 @@ export const restoreRequestCommand: CommandSpec = {
           .command('restore-request')
           .summary("request restores of each plate's tarballs from Glacier / Deep Archive")
           .description(
-            "Sends RestoreObject for each plate's tarballs and their .md5 / .etag that are in an\n" +
-              'archive class (GLACIER, DEEP_ARCHIVE, Intelligent-Tiering archive tiers); objects\n' +
-              'readable now need none. Already restored: the expiry is extended; already in\n' +
-              'progress: fine. --dry-run sends nothing and shows per plate the bytes to retrieve\n' +
+            "Sends RestoreObject for each plate's tarballs and their .md5 / .etag that are in an " +
+              'archive class (GLACIER, DEEP_ARCHIVE, Intelligent-Tiering archive tiers); objects ' +
+              'readable now need none. Already restored: the expiry is extended; already in ' +
+              'progress: fine. --dry-run sends nothing and shows per plate the bytes to retrieve ' +
               'and, per tier, the expected wait and an estimate of the cost.\n' +
-              "--sources: the plates' archived source objects instead; --prefix: every archived\n" +
+              "--sources: the plates' archived source objects instead; --prefix: every archived " +
               'object under s3://bucket/prefix/. --ledger FILE: a re-run retries only errors.',
           ),
         { platesOptional: true },
@@ -77,17 +81,17 @@ export const restoreRequestCommand: CommandSpec = {
         '--prefix <s3url>',
         'instead of plates: every archived object under s3://bucket/prefix/',
       )
-      .option(
-        '--include <glob>',
-        'with --prefix: only keys (below it) matching; repeatable',
-        collect,
-        [],
+      .addOption(
+        globListOption(
+          '--include <glob>',
+          'with --prefix: only keys (below it) matching; repeatable',
+        ),
       )
-      .option(
-        '--exclude <glob>',
-        'with --prefix: not keys (below it) matching; repeatable',
-        collect,
-        [],
+      .addOption(
+        globListOption(
+          '--exclude <glob>',
+          'with --prefix: not keys (below it) matching; repeatable',
+        ),
       )
       .option(
         '--ledger <file>',
@@ -112,8 +116,8 @@ Examples:
     if (f.prefix)
       return restoreRequestPrefix(ctx.store, {
         url: f.prefix,
-        includes: f.include,
-        excludes: f.exclude,
+        includes: f.include ?? [],
+        excludes: f.exclude ?? [],
         tier: f.tier,
         days: f.days,
         dryRun: f.dryRun === true,

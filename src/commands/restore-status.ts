@@ -4,7 +4,7 @@ import type { PlateResult } from '../core/pool.js';
 import { restoreStatusSources } from '../core/restore/source-status.js';
 import { restoreStatus } from '../core/restore/status.js';
 import { UsageError } from '../errors.js';
-import { addWhatOption, parseDuration, type RestoreCommonFlags } from './restore-flags.js';
+import { addWhatOption, durationOption, type RestoreCommonFlags } from './restore-flags.js';
 
 interface RestoreStatusFlags extends CommonFlags, RestoreCommonFlags {
   wait?: boolean;
@@ -23,9 +23,9 @@ export const restoreStatusCommand: CommandSpec = {
           .command('restore-status')
           .summary("show whether each plate's tarballs are readable, restoring or not requested")
           .description(
-            'Changes nothing. Per plate and tarball: readable now, restore in progress, ready\n' +
+            'Changes nothing. Per plate and tarball: readable now, restore in progress, ready ' +
               'until <expiry>, or not requested (S3 cannot tell that from an expired restore).\n' +
-              '--wait polls, with growing intervals up to --poll, until every plate is readable\n' +
+              '--wait polls, with growing intervals up to --poll, until every plate is readable ' +
               '(exit 0) or --timeout passes (the plates still waiting fail: exit 1).\n' +
               "--sources: counts of the plates' source objects archived / restoring / readable.",
           ),
@@ -34,17 +34,19 @@ export const restoreStatusCommand: CommandSpec = {
       .option('--wait', 'poll until every tarball is readable')
       .option('--sources', "the plates' SOURCE objects (live bucket) instead of the tarballs")
       .option('--ledger <file>', "with --sources: restore-request's ledger, to count its errors")
-      .option(
-        '--timeout <duration>',
-        'with --wait: give up after this long',
-        parseDuration('--timeout'),
-        12 * 3_600_000,
+      .addOption(
+        durationOption(
+          '--timeout <duration>',
+          'with --wait: give up after this long',
+          12 * 3_600_000,
+        ),
       )
-      .option(
-        '--poll <duration>',
-        'with --wait: the longest interval between polls',
-        parseDuration('--poll'),
-        5 * 60_000,
+      .addOption(
+        durationOption(
+          '--poll <duration>',
+          'with --wait: the longest interval between polls',
+          5 * 60_000,
+        ),
       )
       .addHelpText(
         'after',

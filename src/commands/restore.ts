@@ -5,20 +5,18 @@ import { addCommonOptions, buildContext, type CommonFlags, runOptions } from '..
 import type { CommandSpec } from '../cli/command-spec.js';
 import { restore, type Destination } from '../core/restore/restore.js';
 import { UsageError } from '../errors.js';
-import { addWhatOption, type RestoreCommonFlags } from './restore-flags.js';
+import { addWhatOption, globListOption, type RestoreCommonFlags } from './restore-flags.js';
 
 interface RestoreFlags extends CommonFlags, RestoreCommonFlags {
   toS3?: boolean;
   toDir?: string;
   toBucket?: string;
   toPrefix?: string;
-  include: string[];
-  exclude: string[];
+  include?: string[];
+  exclude?: string[];
   overwrite?: boolean;
   dryRun?: boolean;
 }
-
-const collect = (v: string, prev: string[]) => [...prev, v];
 
 /** --to-s3 / --to-dir and their companions, checked before anything is read or written. */
 async function destination(f: RestoreFlags): Promise<Destination> {
@@ -52,12 +50,12 @@ export const restoreCommand: CommandSpec = {
           .command('restore')
           .summary("stream each plate's readable tarballs back to S3 or to a directory, verified")
           .description(
-            'Streams each tarball (GET, md5, gunzip, tar) and writes every member back to its\n' +
-              'key in the live bucket (--to-s3; or under --to-bucket / --to-prefix) or under DIR\n' +
-              '(--to-dir: the tree `tar xzf X --strip-components=1` makes). Checks on the way: the\n' +
-              "tarball's md5 equals X.md5, each member's size and bytes match the archive's ETag\n" +
-              'record, the member list equals the tar listing. Never overwrites: same bytes are\n' +
-              'skipped (a re-run resumes), other bytes are reported and left unless --overwrite.\n' +
+            'Streams each tarball (GET, md5, gunzip, tar) and writes every member back to its ' +
+              'key in the live bucket (--to-s3; or under --to-bucket / --to-prefix) or under DIR ' +
+              '(--to-dir: the tree `tar xzf X --strip-components=1` makes). Checks on the way: the ' +
+              "tarball's md5 equals X.md5, each member's size and bytes match the archive's ETag " +
+              'record, the member list equals the tar listing. Never overwrites: same bytes are ' +
+              'skipped (a re-run resumes), other bytes are reported and left unless --overwrite. ' +
               'Tarballs in Glacier must be restored first (imgbackup restore-request).',
           ),
       ),
@@ -69,13 +67,13 @@ export const restoreCommand: CommandSpec = {
         '--to-prefix <prefix>',
         'with --to-s3: put this before each original key (ends with /)',
       )
-      .option(
-        '--include <glob>',
-        'restore only paths matching (repeatable; ** spans folders)',
-        collect,
-        [],
+      .addOption(
+        globListOption(
+          '--include <glob>',
+          'restore only paths matching (repeatable; ** spans folders)',
+        ),
       )
-      .option('--exclude <glob>', 'leave out paths matching (repeatable)', collect, [])
+      .addOption(globListOption('--exclude <glob>', 'leave out paths matching (repeatable)'))
       .option('--overwrite', 'replace files or objects that exist with other bytes')
       .option('--dry-run', 'write nothing; show what each plate would restore')
       .addHelpText(
@@ -95,8 +93,8 @@ Examples:
       ...runOptions(ctx, reporter),
       what: f.what,
       to,
-      includes: f.include,
-      excludes: f.exclude,
+      includes: f.include ?? [],
+      excludes: f.exclude ?? [],
       overwrite: f.overwrite === true,
       dryRun: f.dryRun === true,
       toolVersion: version,

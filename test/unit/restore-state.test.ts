@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
-import { parseDuration } from '../../src/commands/restore-flags.js';
+import { formatDuration, parseDuration } from '../../src/commands/restore-flags.js';
 import { DEFAULT_PRICES, estimate } from '../../src/core/restore/prices.js';
 import {
   archiveClass,
@@ -72,5 +72,20 @@ describe('restore state', () => {
     assert.equal(parseDuration('--poll')('90'), 90_000);
     assert.throws(() => parseDuration('--poll')('5 minutes'), /--poll takes a duration/);
     assert.throws(() => parseDuration('--poll')('0s'), /--poll takes a duration/);
+  });
+
+  test('durations as help shows defaults: the largest whole unit, read back the same', () => {
+    const cases: [number, string][] = [
+      [300_000, '5m'],
+      [172_800_000, '2d'],
+      [43_200_000, '12h'],
+      [90_000, '90s'],
+      [3_600_000 + 60_000, '61m'],
+      [1_500, '1.5s'],
+    ];
+    for (const [ms, text] of cases) {
+      assert.equal(formatDuration(ms), text);
+      assert.equal(parseDuration('--x')(text), ms, text);
+    }
   });
 });
