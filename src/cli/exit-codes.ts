@@ -1,6 +1,7 @@
 import { CommanderError } from 'commander';
 import { ConfigError, LeaseHeldError, LeaseLostError, UsageError } from '../errors.js';
 import type { PlateResult } from '../core/pool.js';
+import type { OutputLoss } from './outputs.js';
 
 /** Documented in README ("Exit codes"); the only place they are decided. */
 export const EXIT = {
@@ -16,11 +17,19 @@ export const EXIT = {
    */
   lease: 75,
   sigint: 130,
+  /** What a shell reports for a process SIGPIPE killed: stdout's reader went away. */
+  sigpipe: 141,
   sigterm: 143,
 } as const;
 
+/** SIGPIPE stands for a closed stdout or stderr: Node ignores the signal itself (EPIPE instead). */
+function interruptedCode(by: NodeJS.Signals): number {
+  if (by === 'SIGTERM') return EXIT.sigterm;
+  return by === 'SIGPIPE' ? EXIT.sigpipe : EXIT.sigint;
+}
+
 export function exitCodeForResults(results: PlateResult[], interruptedBy?: NodeJS.Signals): number {
-  if (interruptedBy) return interruptedBy === 'SIGTERM' ? EXIT.sigterm : EXIT.sigint;
+  if (interruptedBy) return interruptedCode(interruptedBy);
   if (results.some((r) => r.status === 'failed' || r.status === 'interrupted'))
     return EXIT.platesFailed;
   if (results.some((r) => r.status === 'mismatch')) return EXIT.mismatch;
@@ -30,9 +39,15 @@ export function exitCodeForResults(results: PlateResult[], interruptedBy?: NodeJ
 }
 
 export function exitCodeForError(err: unknown, interruptedBy?: NodeJS.Signals): number {
-  if (interruptedBy) return interruptedBy === 'SIGTERM' ? EXIT.sigterm : EXIT.sigint;
+  if (interruptedBy) return interruptedCode(interruptedBy);
   if (err instanceof CommanderError) return err.exitCode === 0 ? EXIT.ok : EXIT.usage;
   if (err instanceof UsageError || err instanceof ConfigError) return EXIT.usage;
   if (err instanceof LeaseLostError || err instanceof LeaseHeldError) return EXIT.lease;
   return EXIT.platesFailed;
+}
+
+/** A run that ended well but whose output did not reach the user has not ended well. */
+export function exitCodeForOutputs(code: number, lost?: OutputLoss): number {
+  if (!lost || code !== EXIT.ok) return code;
+  return lost.code === 'EPIPE' ? EXIT.sigpipe : EXIT.platesFailed;
 }

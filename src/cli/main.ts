@@ -10,8 +10,9 @@ import { verifyCommand } from '../commands/verify.js';
 import { describeS3Failure } from '../core/preflight.js';
 import { errorMessage } from '../errors.js';
 import type { CommandSpec } from './command-spec.js';
-import { exitCodeForError, exitCodeForResults } from './exit-codes.js';
+import { exitCodeForError, exitCodeForOutputs, exitCodeForResults } from './exit-codes.js';
 import { summaryJson, summaryTable } from './render.js';
+import { watchOutputs } from './outputs.js';
 import { createReporter } from './reporter.js';
 import { version, versionText } from './version.js';
 
@@ -43,8 +44,17 @@ export async function main(argv: string[]): Promise<number> {
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
+  const outputs = watchOutputs(({ stream, code }) => {
+    if (code === 'EPIPE') interruptedBy ??= 'SIGPIPE'; // as a C tool would die of it
+    if (stream === 'stdout' && (running || code !== 'EPIPE'))
+      process.stderr.write(
+        `imgbackup: cannot write stdout (${code}): no new plates; aborting work in flight and cleaning up\n`,
+      );
+    ctl.abort(new Error(`cannot write ${stream} (${code})`));
+  });
 
   let verbose = argv.includes('--verbose');
+  let running = false;
   let outcome: { code: number } = { code: 0 };
   const program = new Command('imgbackup')
     .description(
@@ -60,6 +70,7 @@ export async function main(argv: string[]): Promise<number> {
       .exitOverride()
       .action(async (flags: Record<string, unknown>) => {
         verbose = flags.verbose === true;
+        running = true;
         const reporter = createReporter({ json: flags.json === true, quiet: flags.quiet === true });
         let results;
         try {
@@ -81,17 +92,24 @@ export async function main(argv: string[]): Promise<number> {
         outcome = { code };
       });
   }
+  let code: number;
   try {
     await program.parseAsync(argv);
-    return outcome.code;
+    code = outcome.code;
   } catch (err) {
-    if (err instanceof CommanderError) return exitCodeForError(err);
-    const line = describeS3Failure(err, 'S3') ?? errorMessage(err);
-    process.stderr.write(`imgbackup: ${line}\n`);
-    if (verbose && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
-    return exitCodeForError(err, interruptedBy);
+    if (!(err instanceof CommanderError)) reportFailure(err, verbose);
+    code = exitCodeForError(err, err instanceof CommanderError ? undefined : interruptedBy);
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);
   }
+  await outputs.settled();
+  return exitCodeForOutputs(code, outputs.lost());
+}
+
+/** The one line a failed command prints (and its stack with --verbose). */
+function reportFailure(err: unknown, verbose: boolean): void {
+  const line = describeS3Failure(err, 'S3') ?? errorMessage(err);
+  process.stderr.write(`imgbackup: ${line}\n`);
+  if (verbose && err instanceof Error && err.stack) process.stderr.write(`${err.stack}\n`);
 }

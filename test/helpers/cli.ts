@@ -46,23 +46,26 @@ export function runCli(
     onSpawn?: (pid: number) => void;
     /** Each chunk of stderr as it arrives, with everything received so far. */
     onStderr?: (soFar: string) => void;
+    /** 'closed': its reader goes away at once, as `| head -c 0` would; a fd: that file. */
+    stdout?: 'closed' | number;
   } = {},
 ): Promise<CliResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [BIN, ...args], {
       env: { ...cliBaseEnv(), ...env },
-      stdio: ['pipe', 'pipe', 'pipe'],
+      stdio: ['pipe', typeof opts.stdout === 'number' ? opts.stdout : 'pipe', 'pipe'],
     });
     let stdout = '';
     let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => {
+    if (opts.stdout === 'closed') child.stdout?.destroy();
+    else child.stdout?.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr?.on('data', (d: Buffer) => {
       stderr += d.toString();
       opts.onStderr?.(stderr);
     });
     child.on('error', reject);
     if (child.pid !== undefined) opts.onSpawn?.(child.pid);
-    child.stdin.end(opts.input ?? '');
+    child.stdin?.end(opts.input ?? '');
     child.on('close', (code, signal) => resolve({ code, signal, stdout, stderr }));
   });
 }

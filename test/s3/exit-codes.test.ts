@@ -1,9 +1,13 @@
 // One test per documented exit code (README "Exit codes"), each against the built CLI.
 import assert from 'node:assert/strict';
-import { mkdtemp, readdir, writeFile } from 'node:fs/promises';
+import { mkdtemp, open, readdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { before, describe, test } from 'node:test';
-import { HeadObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import {
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  PutObjectCommand,
+} from '@aws-sdk/client-s3';
 import { runCli, serverEnv, plateArgs } from '../helpers/cli.js';
 import {
   BATCH,
@@ -138,6 +142,65 @@ for (const name of testServerNames()) {
       const r = await runCli(args('verify', csv, ['--deep']), serverEnv(suite.server));
       assert.equal(r.code, 3, r.stderr + r.stdout);
       assert.match(r.stdout, /2058\s+mismatch/);
+    });
+
+    test('141: stdout closed mid-run (| head) stops the archive cleanly, in one line', async () => {
+      // 2058 is small: its JSON line, the run's first write to stdout, comes while big-plate
+      // (--max-procs 2) is still being archived, which must then stop as for Ctrl-C.
+      const csv = await writePlatesCsv(
+        [PLATE_B, BIG_PLATE],
+        await mkdtemp(join(suite.work, 'pipe-')),
+      );
+      const tmp = await mkdtemp(join(suite.work, 'tmp-'));
+      const logs = await mkdtemp(join(suite.work, 'logs-'));
+      const r = await runCli(
+        args('archive', csv, ['--tmpdir', tmp, '--json', '--max-procs', '2', '--log-dir', logs]),
+        serverEnv(suite.server),
+        { stdout: 'closed' },
+      );
+      assert.equal(r.signal, null, 'the CLI exits by itself');
+      assert.equal(r.code, 141, r.stderr);
+      assert.match(
+        r.stderr,
+        /^imgbackup: cannot write stdout \(EPIPE\): no new plates; aborting work in flight and cleaning up$/m,
+      );
+      assert.doesNotMatch(r.stderr, /^\s+at /m, 'no stack trace');
+      // The job log's row for big-plate: it was started, then stopped by the interruption.
+      const row = (await readFile(join(logs, 'archive.joblog'), 'utf8'))
+        .split('\n')
+        .map((l) => l.split('\t'))
+        .find((cols) => cols[8] === BIG_PLATE.plateId);
+      assert.ok(row, 'big-plate has a job log row');
+      assert.notEqual(row[7], '0', `big-plate was interrupted, not finished: ${row.join(' ')}`);
+      assert.deepEqual(await readdir(tmp), [], 'tmpdir is empty');
+      const coldKeys = await keysUnder(suite.client, cold, '');
+      assert.deepEqual(
+        coldKeys.filter((k) => k.includes(tag(BIG_PLATE))),
+        [],
+        'nothing of the interrupted plate in the cold bucket',
+      );
+      // s3rver does not implement ListMultipartUploads; radosgw does, as S3.
+      if (name === 'rgw') {
+        const open = await suite.client.send(new ListMultipartUploadsCommand({ Bucket: cold }));
+        assert.deepEqual(open.Uploads ?? [], [], 'no multipart upload left');
+      }
+    });
+
+    test('1: a summary that cannot be written (a full disk) fails the run, in one line', async () => {
+      const csv = await writePlatesCsv([PLATE_B], await mkdtemp(join(suite.work, 'full-')));
+      const full = await open('/dev/full', 'w');
+      try {
+        const r = await runCli(args('plan', csv, ['--json']), serverEnv(suite.server), {
+          stdout: full.fd,
+        });
+        assert.equal(r.code, 1, r.stderr);
+        assert.equal(
+          r.stderr,
+          'imgbackup: cannot write stdout (ENOSPC): no new plates; aborting work in flight and cleaning up\n',
+        );
+      } finally {
+        await full.close();
+      }
     });
 
     for (const [signal, code] of [
