@@ -41,6 +41,20 @@ export class LeaseHeldError extends PlateError {
   override name = 'LeaseHeldError';
 }
 
+/**
+ * Why the run's AbortSignal fired: a signal, or SIGPIPE for a closed stdout/stderr. Absent (a
+ * plain Error) when the run was stopped for another reason, such as an output it cannot write.
+ */
+export class Interrupted extends Error {
+  override name = 'Interrupted';
+  constructor(
+    readonly signal: NodeJS.Signals,
+    message: string,
+  ) {
+    super(message);
+  }
+}
+
 export function errorMessage(err: unknown): string {
   if (err instanceof Error) return err.message || err.name;
   return String(err);

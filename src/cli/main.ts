@@ -8,7 +8,7 @@ import { restoreRequestCommand } from '../commands/restore-request.js';
 import { restoreStatusCommand } from '../commands/restore-status.js';
 import { verifyCommand } from '../commands/verify.js';
 import { describeS3Failure } from '../core/preflight.js';
-import { errorMessage } from '../errors.js';
+import { errorMessage, Interrupted } from '../errors.js';
 import type { CommandSpec } from './command-spec.js';
 import { exitCodeForError, exitCodeForOutputs, exitCodeForResults } from './exit-codes.js';
 import { summaryJson, summaryTable } from './render.js';
@@ -40,7 +40,7 @@ export async function main(argv: string[]): Promise<number> {
     process.stderr.write(
       `imgbackup: ${sig}: no new plates; aborting work in flight and cleaning up\n`,
     );
-    ctl.abort(new Error(`interrupted by ${sig}`));
+    ctl.abort(new Interrupted(sig, `interrupted by ${sig}`));
   };
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
@@ -50,7 +50,8 @@ export async function main(argv: string[]): Promise<number> {
       process.stderr.write(
         `imgbackup: cannot write stdout (${code}): no new plates; aborting work in flight and cleaning up\n`,
       );
-    ctl.abort(new Error(`cannot write ${stream} (${code})`));
+    const why = `cannot write ${stream} (${code})`;
+    ctl.abort(code === 'EPIPE' ? new Interrupted('SIGPIPE', why) : new Error(why));
   });
 
   let verbose = argv.includes('--verbose');

@@ -1,8 +1,14 @@
-import { hostname } from 'node:os';
+import { constants, hostname } from 'node:os';
 import { appendFileSync, mkdirSync, writeFileSync, existsSync } from 'node:fs';
 import { join } from 'node:path';
 import pLimit from 'p-limit';
-import { errorMessage, LeaseHeldError, LeaseLostError, PlateError } from '../errors.js';
+import {
+  errorMessage,
+  Interrupted,
+  LeaseHeldError,
+  LeaseLostError,
+  PlateError,
+} from '../errors.js';
 import type { PlateRow } from '../plates/plates-csv.js';
 import type { Shard } from '../plates/shard.js';
 import type { Logger } from '../log/log.js';
@@ -99,6 +105,18 @@ export interface PoolOptions {
 }
 
 /**
+ * A job log row's Exitval and Signal, as GNU parallel's: the signal that stopped the plate, or
+ * else its exit value (an interruption without a signal, such as an unwritable stdout, is a 1).
+ */
+export function jobLogStatus(status: PlateResult['status'], stoppedBy: unknown): [number, number] {
+  if (status === 'interrupted')
+    return stoppedBy instanceof Interrupted ? [0, constants.signals[stoppedBy.signal]] : [1, 0];
+  if (status === 'failed' || status === 'mismatch') return [1, 0];
+  if (status === 'lease lost' || status === 'held') return [75, 0];
+  return [0, 0];
+}
+
+/**
  * Runs every plate, at most maxProcs at a time. A plate's failure is its own result; the batch
  * goes on. After an interrupt no new plate starts; plates in flight see their signal abort.
  */
@@ -155,13 +173,7 @@ export async function runPlates(
     }
     if (opts.jobLog) {
       seq += 1;
-      const exit =
-        result.status === 'failed' || result.status === 'mismatch'
-          ? 1
-          : result.status === 'lease lost' || result.status === 'held'
-            ? 75
-            : 0;
-      const sig = result.status === 'interrupted' ? 2 : 0;
+      const [exit, sig] = jobLogStatus(result.status, opts.signal.reason);
       appendFileSync(
         opts.jobLog,
         `${seq}\t${hostname()}\t${(started / 1000).toFixed(3)}\t${result.seconds.toFixed(3)}\t0\t0\t${exit}\t${sig}\t${plate.plateId}\n`,

@@ -28,6 +28,14 @@ const tag = (p: FixturePlate) => `${PROJECT}_${BATCH}_${p.plateId}`;
 const coldKey = (p: FixturePlate, name: string) =>
   `imaging_analysis/${PROJECT}/plates/${tag(p)}_${name}`;
 
+/** A plate's row of `--log-dir`'s archive.joblog, split at its tabs. */
+async function jobLogRow(logDir: string, p: FixturePlate): Promise<string[] | undefined> {
+  return (await readFile(join(logDir, 'archive.joblog'), 'utf8'))
+    .split('\n')
+    .map((l) => l.split('\t'))
+    .find((cols) => cols[8] === p.plateId);
+}
+
 for (const name of testServerNames()) {
   describe(`exit codes against ${name}`, () => {
     const suite = useServer(name, 'imgbackup-exit-test-');
@@ -165,13 +173,9 @@ for (const name of testServerNames()) {
         /^imgbackup: cannot write stdout \(EPIPE\): no new plates; aborting work in flight and cleaning up$/m,
       );
       assert.doesNotMatch(r.stderr, /^\s+at /m, 'no stack trace');
-      // The job log's row for big-plate: it was started, then stopped by the interruption.
-      const row = (await readFile(join(logs, 'archive.joblog'), 'utf8'))
-        .split('\n')
-        .map((l) => l.split('\t'))
-        .find((cols) => cols[8] === BIG_PLATE.plateId);
-      assert.ok(row, 'big-plate has a job log row');
-      assert.notEqual(row[7], '0', `big-plate was interrupted, not finished: ${row.join(' ')}`);
+      // big-plate was started (it has a row), then stopped (GNU parallel's Signal column).
+      const row = await jobLogRow(logs, BIG_PLATE);
+      assert.deepEqual(row?.slice(6), ['0', '13', BIG_PLATE.plateId], 'stopped by SIGPIPE');
       assert.deepEqual(await readdir(tmp), [], 'tmpdir is empty');
       const coldKeys = await keysUnder(suite.client, cold, '');
       assert.deepEqual(
@@ -213,9 +217,11 @@ for (const name of testServerNames()) {
           await mkdtemp(join(suite.work, `sig-${code}-`)),
         );
         const tmp = await mkdtemp(join(suite.work, 'tmp-'));
+        const logs = await mkdtemp(join(suite.work, 'logs-'));
         let pid: number | undefined;
         let sent = false;
-        const r = await runCli(args('archive', csv, ['--tmpdir', tmp]), serverEnv(suite.server), {
+        const a = args('archive', csv, ['--tmpdir', tmp, '--log-dir', logs]);
+        const r = await runCli(a, serverEnv(suite.server), {
           onSpawn: (p) => (pid = p),
           onStderr: (soFar) => {
             if (sent || !/big-plate: started/.test(soFar)) return;
@@ -235,6 +241,8 @@ for (const name of testServerNames()) {
         assert.equal(r.code, code, r.stderr + r.stdout);
         assert.match(r.stdout, /big-plate\s+interrupted/, r.stdout);
         assert.match(r.stdout, /1 plate\(s\): 1 interrupted/);
+        const row = await jobLogRow(logs, BIG_PLATE);
+        assert.deepEqual(row?.slice(6), ['0', String(code - 128), BIG_PLATE.plateId]);
         assert.deepEqual(await readdir(tmp), [], 'tmpdir is empty');
         const coldKeys = await keysUnder(suite.client, cold, '');
         assert.deepEqual(
