@@ -8,9 +8,10 @@ import { restoreRequestCommand } from '../commands/restore-request.js';
 import { restoreStatusCommand } from '../commands/restore-status.js';
 import { verifyCommand } from '../commands/verify.js';
 import { describeS3Failure } from '../core/preflight.js';
-import { errorMessage, Interrupted } from '../errors.js';
+import { errorMessage } from '../errors.js';
 import type { CommandSpec } from './command-spec.js';
 import { exitCodeForError, exitCodeForOutputs, exitCodeForResults } from './exit-codes.js';
+import { createInterrupts } from './interrupts.js';
 import { summaryJson, summaryTable } from './render.js';
 import { watchOutputs } from './outputs.js';
 import { createReporter } from './reporter.js';
@@ -27,35 +28,18 @@ const COMMANDS: CommandSpec[] = [
   restoreCommand,
 ];
 
-/** Runs the CLI and returns the exit code; never calls process.exit itself. */
+/** Runs the CLI and returns the exit code; exits by itself only on a second signal. */
 export async function main(argv: string[]): Promise<number> {
-  const ctl = new AbortController();
-  let interruptedBy: NodeJS.Signals | undefined;
-  const onSignal = (sig: NodeJS.Signals) => {
-    if (interruptedBy) {
-      process.stderr.write(`imgbackup: ${sig} again, exiting now\n`);
-      process.exit(sig === 'SIGTERM' ? 143 : 130);
-    }
-    interruptedBy = sig;
-    process.stderr.write(
-      `imgbackup: ${sig}: no new plates; aborting work in flight and cleaning up\n`,
-    );
-    ctl.abort(new Interrupted(sig, `interrupted by ${sig}`));
-  };
+  const run = createInterrupts({
+    say: (line) => process.stderr.write(`${line}\n`),
+    exitNow: (code) => process.exit(code),
+  });
+  const onSignal = (sig: NodeJS.Signals) => run.onSignal(sig);
   process.on('SIGINT', onSignal);
   process.on('SIGTERM', onSignal);
-  const outputs = watchOutputs(({ stream, code }) => {
-    if (code === 'EPIPE') interruptedBy ??= 'SIGPIPE'; // as a C tool would die of it
-    if (stream === 'stdout' && (running || code !== 'EPIPE'))
-      process.stderr.write(
-        `imgbackup: cannot write stdout (${code}): no new plates; aborting work in flight and cleaning up\n`,
-      );
-    const why = `cannot write ${stream} (${code})`;
-    ctl.abort(code === 'EPIPE' ? new Interrupted('SIGPIPE', why) : new Error(why));
-  });
+  const outputs = watchOutputs(run.onOutputLost);
 
   let verbose = argv.includes('--verbose');
-  let running = false;
   let outcome: { code: number } = { code: 0 };
   const program = new Command('imgbackup')
     .description(
@@ -71,15 +55,16 @@ export async function main(argv: string[]): Promise<number> {
       .exitOverride()
       .action(async (flags: Record<string, unknown>) => {
         verbose = flags.verbose === true;
-        running = true;
+        run.enter('running');
         const reporter = createReporter({ json: flags.json === true, quiet: flags.quiet === true });
         let results;
         try {
-          results = await spec.run(flags, ctl.signal, reporter, version());
+          results = await spec.run(flags, run.signal, reporter, version());
         } finally {
           reporter.close();
         }
-        const code = exitCodeForResults(results, interruptedBy);
+        run.enter('reporting');
+        const code = exitCodeForResults(results, run.stoppedBy());
         if (flags.json) {
           const extra = Object.assign({}, ...reporter.footers.map((f) => f.data ?? {})) as Record<
             string,
@@ -99,7 +84,7 @@ export async function main(argv: string[]): Promise<number> {
     code = outcome.code;
   } catch (err) {
     if (!(err instanceof CommanderError)) reportFailure(err, verbose);
-    code = exitCodeForError(err, err instanceof CommanderError ? undefined : interruptedBy);
+    code = exitCodeForError(err, err instanceof CommanderError ? undefined : run.stoppedBy());
   } finally {
     process.off('SIGINT', onSignal);
     process.off('SIGTERM', onSignal);

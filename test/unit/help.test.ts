@@ -1,6 +1,7 @@
 // What `imgbackup <command> --help` shows, as a user reads it (80 columns when not a terminal).
 import assert from 'node:assert/strict';
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { openSync, closeSync } from 'node:fs';
 import { describe, test } from 'node:test';
 import { BIN, cliBaseEnv } from '../helpers/cli.js';
 
@@ -63,5 +64,20 @@ describe('--help', () => {
       /--timeout <duration> +with --wait: give up after this long\s+\(default: 12h\)/,
     );
     assert.match(help(['restore-status']), /--poll <duration>[^(]*\(default: 5m\)/);
+  });
+
+  test('a help that cannot be written (a full disk) is a failure, in one line', () => {
+    const full = openSync('/dev/full', 'w');
+    try {
+      const r = spawnSync(process.execPath, [BIN, 'archive', '--help'], {
+        env: cliBaseEnv(),
+        encoding: 'utf8',
+        stdio: ['ignore', full, 'pipe'],
+      });
+      assert.equal(r.status, 1);
+      assert.equal(r.stderr, 'imgbackup: cannot write stdout (ENOSPC)\n');
+    } finally {
+      closeSync(full);
+    }
   });
 });
