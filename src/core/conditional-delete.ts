@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import pLimit from 'p-limit';
 import type { PlateLayout } from '../layout/layout.js';
 import type { Logger } from '../log/log.js';
+import { deletesByName } from '../integrity/listings.js';
 import type { DeleteTarget, S3Store } from '../s3/store.js';
 
 /** HEADs in flight when a batch's keys are checked again just before it is sent. */
@@ -10,13 +11,8 @@ const RECHECK_CONCURRENCY = 32;
 /** An ETag no object has: a store that honours the condition refuses to delete with it. */
 const WRONG_ETAG = '0'.repeat(32);
 
-/**
- * A key deleted by name alone: with no version id, or with the `null` version, which a write
- * while versioning is suspended replaces in place. Only such a delete can hit other bytes than
- * the archived ones when the store ignores the per-key ETag.
- */
-export const needsRecheck = (k: DeleteTarget) =>
-  k.versionId === undefined || k.versionId === 'null';
+/** Where the store ignores the per-key ETag, only these keys need checking again. */
+export const needsRecheck = deletesByName;
 
 /**
  * Whether the bucket's store honours the per-key ETag of DeleteObjects (AWS does; some

@@ -1,5 +1,5 @@
 import { rename, writeFile } from 'node:fs/promises';
-import { PlateError } from '../errors.js';
+import { PlateError, UsageError } from '../errors.js';
 import {
   fileFolderClashes,
   unsafeKeyReason,
@@ -8,7 +8,7 @@ import {
 } from '../layout/layout.js';
 import { withPlateLog, type Logger } from '../log/log.js';
 import type { PlateRow } from '../plates/plates-csv.js';
-import { deleteScript, DELETE_BATCH } from '../integrity/listings.js';
+import { deleteScript, deletesByName, DELETE_BATCH } from '../integrity/listings.js';
 import { httpStatus, type DeleteTarget, type ObjectInfo, type S3Store } from '../s3/store.js';
 import { checkOwnership, resolveLayout } from './archive-state.js';
 import { poolOptions, runPlates, type PlateResult, type RunOptions } from './pool.js';
@@ -48,6 +48,11 @@ async function currentRecord(store: S3Store, L: PlateLayout): Promise<VerifiedRe
   if (record.passed !== true)
     throw new PlateError(
       `not verified: s3://${L.bucket}/${L.verifiedKey} was written by an older imgbackup and does not say it passed; run \`imgbackup verify\` again`,
+    );
+  // Compared with an invalid date, no output would ever look newer than the record.
+  if (Number.isNaN(Date.parse(record.time)))
+    throw new PlateError(
+      `not verified: s3://${L.bucket}/${L.verifiedKey} has no valid time (${JSON.stringify(record.time)}); run \`imgbackup verify\` again`,
     );
   for (const t of L.tarballs) {
     const head = await store.head(L.coldBucket, t.key);
@@ -97,6 +102,8 @@ export async function collectDeletes(
       const L = await resolveLayout(s, opts.layout, plate);
       await checkOwnership(s, opts.layout, L);
       const record = await currentRecord(s, L);
+      // The script runs with the aws CLI, which has no guard of its own.
+      refuseOutside(L, record.objects);
       scripts.set(plate.plateId, deleteScript(L.bucket, record.objects));
       plans.set(
         plate.plateId,
@@ -146,13 +153,19 @@ export function parsePlan(text: string, file: string): PlanLine[] {
           typeof v.bucket !== 'string' ||
           typeof v.key !== 'string' ||
           typeof v.size !== 'number' ||
+          // The ETag archived is what every delete is conditioned on: a line without one (a
+          // dry run's --list) would delete whatever bytes the key holds by then.
+          typeof v.etag !== 'string' ||
+          v.etag === '' ||
           (v.versionId !== undefined && typeof v.versionId !== 'string')
         ) {
-          throw new Error('needs plate, bucket, key, size (and versionId, if any, a string)');
+          throw new Error(
+            'needs plate, bucket, key, size, etag (and versionId, if any, a string); make the plan with collect-deletes',
+          );
         }
         return v;
       } catch (err) {
-        throw new PlateError(`${file}:${n}: not a plan line (${(err as Error).message})`);
+        throw new UsageError(`${file}:${n}: not a plan line (${(err as Error).message})`);
       }
     });
 }
@@ -178,6 +191,8 @@ interface PlatePlan {
   gone: number;
   /** The passing record the plan was made from: it must still be there under the lease. */
   recordTime?: string;
+  /** The record was checked against the tarballs and listings (not --force-unverified). */
+  proven: boolean;
 }
 
 /**
@@ -296,18 +311,7 @@ async function planPlate(store: S3Store, opts: DeleteOptions, plate: PlateRow): 
   } else {
     throw new PlateError('no verification record to take keys from; pass --plan or run verify');
   }
-  // A tampered plan or record must not reach other data: every key stays inside its sources.
-  const outside = wanted.filter(
-    (w) =>
-      (w.bucket !== undefined && w.bucket !== L.bucket) ||
-      isFolderMarker(w) ||
-      !L.sources.some((s) => unsafeKeyReason(s, w.key) === undefined),
-  );
-  if (outside.length > 0) {
-    throw new PlateError(
-      `refusing keys outside the plate's four sources: ${nameSome(outside.map((o) => o.key))}; the plan or record was altered: make a fresh one with collect-deletes`,
-    );
-  }
+  refuseOutside(L, wanted);
   if (opts.plan && record && !opts.forceUnverified) {
     const id = (o: { key: string; size: number; etag: string; versionId?: string }) =>
       `${o.key}\t${o.size}\t${o.etag}\t${o.versionId ?? ''}`;
@@ -330,16 +334,41 @@ async function planPlate(store: S3Store, opts: DeleteOptions, plate: PlateRow): 
   for (const w of wanted) {
     const cur = await archivedNow(store, L.bucket, w, now.get(w.key));
     if (!cur) gone += 1;
-    else if (cur.size !== w.size || (w.etag && cur.etag !== w.etag)) skipped.push(w.key);
-    else
+    else if (cur.size !== w.size || cur.etag !== w.etag) skipped.push(w.key);
+    else {
+      // The version archived where one was recorded, whatever a store's HEAD answers.
+      const versionId = w.versionId ?? cur.versionId;
       keys.push({
         key: w.key,
         size: w.size,
-        etag: cur.etag,
-        ...(cur.versionId !== undefined ? { versionId: cur.versionId } : {}),
+        etag: w.etag,
+        ...(versionId !== undefined ? { versionId } : {}),
       });
+    }
   }
-  return { L, keys, skipped, gone, ...(record ? { recordTime: record.time } : {}) };
+  return {
+    L,
+    keys,
+    skipped,
+    gone,
+    ...(record ? { recordTime: record.time } : {}),
+    proven: !opts.forceUnverified,
+  };
+}
+
+/** A tampered plan or record must not reach other data: every key stays inside its sources. */
+function refuseOutside(L: PlateLayout, wanted: { key: string; bucket?: string }[]): void {
+  const outside = wanted.filter(
+    (w) =>
+      (w.bucket !== undefined && w.bucket !== L.bucket) ||
+      isFolderMarker(w) ||
+      !L.sources.some((s) => unsafeKeyReason(s, w.key) === undefined),
+  );
+  if (outside.length > 0) {
+    throw new PlateError(
+      `refusing keys outside the plate's four sources: ${nameSome(outside.map((o) => o.key))}; the plan or record was altered: make a fresh one with collect-deletes`,
+    );
+  }
 }
 
 /**
@@ -397,15 +426,58 @@ function refuseClashes(wanted: { key: string }[], present: Iterable<string>): vo
   }
 }
 
-/** The passing record the plan was made from, still there now that the plate is held. */
+/**
+ * The passing record the plan was made from, still there now that the plate is held, and (but
+ * for --force-unverified) still describing the archive: while the delete was planned or waited
+ * at its prompt, another run could have redone the archive, removing the tarballs it proved.
+ */
 async function recordStillThere(store: S3Store, plan: PlatePlan): Promise<void> {
   if (plan.recordTime === undefined) return;
-  const now = await readVerifiedRecord(store, plan.L);
+  const now = plan.proven
+    ? await currentRecord(store, plan.L)
+    : await readVerifiedRecord(store, plan.L);
   if (now?.passed !== true || now.time !== plan.recordTime) {
     throw new PlateError(
       `s3://${plan.L.bucket}/${plan.L.verifiedKey} changed since the delete was planned (another run verified the plate meanwhile); nothing deleted: re-run delete`,
     );
   }
+}
+
+/** One DeleteObjects, each key deleted by name conditioned on its archived ETag (deletesByName). */
+async function sendBatch(
+  store: S3Store,
+  bucket: string,
+  batch: PlanKey[],
+): Promise<{ deleted: number; bytes: number; changed: string[]; gone: number; errors: string[] }> {
+  const targets = batch.map((k) => (deletesByName(k) ? k : { key: k.key, versionId: k.versionId }));
+  const r = await store.deleteBatch(bucket, targets);
+  const done = new Set(r.deleted);
+  const out = { deleted: 0, bytes: 0, changed: [] as string[], gone: 0, errors: [] as string[] };
+  for (const k of batch) {
+    if (!done.has(k.key)) continue;
+    out.deleted += 1;
+    out.bytes += k.size;
+  }
+  const byKey = new Map(batch.map((k) => [k.key, k]));
+  for (const e of r.errors) {
+    const k = byKey.get(e.key);
+    // Refused by its ETag, or not found: it changed since the plan (rightly kept), or it is
+    // gone, e.g. deleted by an attempt whose answer was lost before the SDK sent it again.
+    if (k && (e.code === 'PreconditionFailed' || e.code === 'NoSuchKey')) {
+      if (await stillThere(store, bucket, k)) out.changed.push(e.key);
+      else out.gone += 1;
+    } else out.errors.push(`${e.key}: ${e.code}${e.message ? ` ${e.message}` : ''}`);
+  }
+  return out;
+}
+
+async function stillThere(store: S3Store, bucket: string, k: PlanKey): Promise<boolean> {
+  const h = await store.head(bucket, k.key, k.versionId).catch((err: unknown) => {
+    // A version id that names a delete marker answers 405: the object is not there.
+    if (httpStatus(err) === 405) return undefined;
+    throw err;
+  });
+  return h !== undefined;
 }
 
 async function executePlan(
@@ -428,19 +500,12 @@ async function executePlan(
       skipped.push(...r.changed);
       gone += r.gone;
     }
-    const r = await store.deleteBatch(plan.L.bucket, batch);
-    const done = new Set(r.deleted);
-    for (const k of batch) {
-      if (done.has(k.key)) {
-        deleted += 1;
-        bytes += k.size;
-      }
-    }
-    for (const e of r.errors) {
-      // The store refused it by its ETag: it changed since the plan, and is rightly kept.
-      if (e.code === 'PreconditionFailed') skipped.push(e.key);
-      else errors.push(`${e.key}: ${e.code}${e.message ? ` ${e.message}` : ''}`);
-    }
+    const r = await sendBatch(store, plan.L.bucket, batch);
+    deleted += r.deleted;
+    bytes += r.bytes;
+    skipped.push(...r.changed);
+    gone += r.gone;
+    errors.push(...r.errors);
   }
   log.info({ deleted, errors: errors.length, skipped: skipped.length, gone }, 'delete done');
   if (errors.length > 0) {

@@ -125,12 +125,21 @@ export const DELETE_BATCH = 1000;
  */
 export const DELETE_LINE_MAX_BYTES = 100_000;
 
+/**
+ * A key deleted by name alone: with no version id, or with the `null` version, which a write
+ * while versioning is suspended replaces in place. Only such a delete can hit other bytes than
+ * the archived ones, so only it carries the archived ETag: a real version's bytes never change,
+ * and S3 checks a delete's ETag against the current version only, refusing a superseded one.
+ */
+export const deletesByName = (k: { versionId?: string | undefined }) =>
+  k.versionId === undefined || k.versionId === 'null';
+
 /** The JSON object aws s3api delete-objects takes for one key (its ETag makes AWS refuse a changed object). */
 function identifier(k: DeleteScriptKey): string {
   return JSON.stringify({
     Key: k.key,
     ...(k.versionId !== undefined ? { VersionId: k.versionId } : {}),
-    ...(k.etag ? { ETag: `"${k.etag}"` } : {}),
+    ...(k.etag && deletesByName(k) ? { ETag: `"${k.etag}"` } : {}),
   });
 }
 

@@ -1,12 +1,13 @@
 // What the store answers is never trusted further than it says: a listing page that claims more
-// pages without a token, a DeleteObjects answer that forgets a key, and a store that ignores the
-// per-key ETag of DeleteObjects while a key is overwritten during the delete.
+// pages without a token, a DeleteObjects answer that forgets a key, a retried DeleteObjects whose
+// first attempt had landed, a store that ignores the per-key ETag of DeleteObjects while a key
+// is overwritten during the delete, and an archive removed between the plan and the delete.
 import assert from 'node:assert/strict';
 import { mkdtemp } from 'node:fs/promises';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
-import { DeleteObjectsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, DeleteObjectsCommand, PutObjectCommand } from '@aws-sdk/client-s3';
 import { getBytes, keysUnder } from '../helpers/s3.js';
 import { runCli, serverEnv, plateArgs } from '../helpers/cli.js';
 import {
@@ -195,6 +196,75 @@ for (const name of testServerNames()) {
         backup.filter((k) => k.includes('probe')),
         [],
       );
+    });
+
+    test('a DeleteObjects sent again after its answer was lost counts its keys as gone', async () => {
+      const { live, truth, run, proxy } = await setup([PLATE_B]);
+      assert.equal((await run('archive')).code, 0);
+      assert.equal((await run('verify')).code, 0);
+      const keys = plateKeys(truth, PLATE_B);
+      const attempts: IncomingMessage[] = [];
+      const endpoint = await proxy({
+        inspectBody: {
+          match: isDeleteObjects,
+          hook: (req, body) => {
+            if (namedKeys(body).some((k) => keys.includes(k))) attempts.push(req);
+          },
+        },
+        // The first attempt deletes the keys, and the SDK sees only a reset connection.
+        dropAnswer: (req) => attempts[0] === req,
+        // The second finds them gone. AWS answers such a key, conditioned on an ETag it no
+        // longer has, as not matching: what a changed key gets too.
+        rewrite: (req) =>
+          attempts.indexOf(req) > 0
+            ? (xml) =>
+                xml.replace(
+                  /<Deleted>.*?<Key>([^<]*)<\/Key>.*?<\/Deleted>/g,
+                  (_, key: string) =>
+                    `<Error><Key>${key}</Key><Code>PreconditionFailed</Code><Message>At least one of the pre-conditions you specified did not hold</Message></Error>`,
+                )
+            : undefined,
+      });
+      const d = await run('delete', ['--yes'], endpoint);
+      assert.equal(attempts.length, 2, 'the SDK sent the batch again');
+      assert.equal(d.code, 0, d.stdout + d.stderr);
+      assert.match(d.stdout, /2058\s+deleted/);
+      assert.match(d.stdout, new RegExp(`${keys.length} already gone`));
+      assert.doesNotMatch(d.stdout, /changed key/);
+      const left = (
+        await Promise.all(sourcePrefixes(PLATE_B).map((pre) => keysUnder(suite.client, live, pre)))
+      ).flat();
+      assert.deepEqual(
+        left.filter((k) => !k.endsWith('/')),
+        [],
+      );
+    });
+
+    test('an archive removed after the delete was planned stops it: nothing deleted', async () => {
+      const { live, cold, truth, run, proxy } = await setup([PLATE_B]);
+      assert.equal((await run('archive')).code, 0);
+      assert.equal((await run('verify')).code, 0);
+      const tarballs = (await keysUnder(suite.client, cold, '')).filter((k) =>
+        k.endsWith('.tar.gz'),
+      );
+      assert.equal(tarballs.length, 2);
+      let removed = false;
+      const endpoint = await proxy({
+        // Every plate is planned before the run's one conditional-delete probe, and deleted
+        // after it: the window in which another run could redo (first remove) the archive.
+        onRequest: async (req) => {
+          if (removed || req.method !== 'PUT' || !req.url?.includes('imgbackup-delete-probe'))
+            return;
+          removed = true;
+          await suite.client.send(new DeleteObjectCommand({ Bucket: cold, Key: tarballs[0] }));
+        },
+      });
+      const d = await run('delete', ['--yes'], endpoint);
+      assert.ok(removed, 'the probe ran between the plan and the delete');
+      assert.equal(d.code, 1, d.stdout + d.stderr);
+      assert.match(d.stdout, /2058\s+failed.*changed since it was verified/);
+      for (const k of plateKeys(truth, PLATE_B))
+        assert.equal(md5hex(await getBytes(suite.client, live, k)), md5hex(truth.get(k)!), k);
     });
   });
 }

@@ -190,6 +190,53 @@ for (const name of testServerNames()) {
       assert.ok(before.includes(sibling));
       for (const pre of sourcePrefixes(p))
         assert.ok((await keysUnder(suite.client, live, pre)).length > 0, 'plate 2058 untouched');
+
+      // A plan line without the archived ETag (a dry run's --list) would delete whatever bytes
+      // the key holds by then: refused as bad input, even with --force-unverified.
+      const noEtag = join(dir, 'no-etag.jsonl');
+      const [first] = (await readFile(planFile, 'utf8')).split('\n');
+      const line = JSON.parse(first!) as Record<string, unknown>;
+      delete line.etag;
+      await writeFile(noEtag, `${JSON.stringify(line)}\n`);
+      const n = await run('delete', ['--yes', '--force-unverified', '--plan', noEtag]);
+      assert.equal(n.code, 2, n.stdout + n.stderr);
+      assert.equal(
+        n.stderr,
+        `imgbackup: ${noEtag}:1: not a plan line (needs plate, bucket, key, size, etag (and versionId, if any, a string); make the plan with collect-deletes)\n`,
+      );
+
+      // A record altered to name a sibling's key: collect-deletes writes no script from it
+      // (the aws CLI that runs the script has no guard of its own).
+      const recordKey = `projects/${PROJECT}/workspace/backup/${tag(p)}_verified.json`;
+      const record = (await getBytes(suite.client, live, recordKey)).toString('utf8');
+      const put = (body: string) =>
+        suite.client.send(new PutObjectCommand({ Bucket: live, Key: recordKey, Body: body }));
+      const parsed = JSON.parse(record) as { objects: unknown[]; time: string };
+      await put(
+        JSON.stringify({
+          ...parsed,
+          objects: [
+            ...parsed.objects,
+            { key: sibling, size: truth.get(sibling)!.length, etag: md5hex(truth.get(sibling)!) },
+          ],
+        }),
+      );
+      const out2 = join(dir, 'tampered', 'delete_s3.sh');
+      await mkdir(join(dir, 'tampered'));
+      const c = await run('collect-deletes', ['--out', out2]);
+      assert.equal(c.code, 1, c.stdout + c.stderr);
+      assert.match(c.stdout, /2058\s+failed.*outside the plate's four sources/);
+      assert.deepEqual(await readdir(join(dir, 'tampered')), [], 'no script, no plan');
+
+      // A record whose time is not a time: no output could ever look newer than it.
+      await put(JSON.stringify({ ...parsed, time: 'yesterday' }));
+      const t = await run('delete', ['--yes']);
+      assert.equal(t.code, 1, t.stdout + t.stderr);
+      assert.match(t.stdout, /2058\s+failed.*has no valid time \("yesterday"\)/);
+      for (const pre of sourcePrefixes(p))
+        assert.ok((await keysUnder(suite.client, live, pre)).length > 0, 'plate 2058 untouched');
+      await put(record);
+
       // The untampered run deletes 2058 and none of 20586 / 2058-old.
       assert.equal((await run('delete', ['--yes'])).code, 0);
       for (const s of SIBLINGS) {
