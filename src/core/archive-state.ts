@@ -4,6 +4,7 @@ import {
   parseListing,
   parseRawListingLine,
   oldScriptPath,
+  sameListedTime,
   type EtagEntry,
   type ListingEntry,
 } from '../integrity/listings.js';
@@ -121,6 +122,9 @@ export async function compareSources(
   } catch (err) {
     throw new VerificationError(`s3://${L.bucket}/${L.etagListingKey}: ${(err as Error).message}`);
   }
+  // Without ETags recorded (an old-script archive whose paths have no space), each key's time
+  // in the untrimmed listing is what tells a same-size rewrite.
+  const listed = etagText === undefined ? await untrimmedKeys(store, L) : undefined;
   const bag = new LineBag(stored);
   for (const o of current) {
     const path = listingPath(o.key);
@@ -130,15 +134,30 @@ export async function compareSources(
       continue;
     }
     const then = etags.get(path);
+    // imgbackup records every key's ETag: a key its ETag listing lacks is not proven unchanged.
     const rewritten = then
       ? then.etag !== o.etag || then.size !== o.size || otherVersion(then, o)
-      : writtenAfter(o);
+      : !listed || rewrittenSince(o, listed.get(o.key), writtenAfter);
     if (rewritten) out.changed.push(o.key);
     else out.archived.push(o);
   }
   out.gone = bag.lines().map((l) => l.slice(0, l.lastIndexOf('\t')));
   await keepArchivedVersions(store, L, out, etags);
   return out;
+}
+
+/**
+ * Without an ETag, a same-size key counts as rewritten unless its Last-Modified is the one its
+ * untrimmed listing line shows and not after the listings were written. The listings' own time
+ * alone would pass a rewrite made while the archive was built: the old script uploaded them
+ * last, hours after `aws s3 ls` and the download.
+ */
+function rewrittenSince(
+  o: ObjectInfo,
+  listed: { listedAt: string } | undefined,
+  writtenAfter: (o: ObjectInfo) => boolean,
+): boolean {
+  return !listed || writtenAfter(o) || !sameListedTime(o.lastModified, listed.listedAt);
 }
 
 /** The current object is another version than the one archived (both known). */
@@ -195,10 +214,11 @@ async function compareByFullKey(
   const held = await untrimmedKeys(store, L);
   const bag = new LineBag(stored);
   for (const o of current) {
-    const size = held.get(o.key);
+    const listed = held.get(o.key);
     const cut = { path: oldScriptPath(listingPath(o.key)), size: o.size };
-    if (size === undefined || (size === o.size && !bag.take(cut))) out.added.push(o.key);
-    else if (size !== o.size || writtenAfter(o)) out.changed.push(o.key);
+    if (listed === undefined || (listed.size === o.size && !bag.take(cut))) out.added.push(o.key);
+    else if (listed.size !== o.size || rewrittenSince(o, listed, writtenAfter))
+      out.changed.push(o.key);
     else out.archived.push(o);
   }
   const now = new Set(current.map((o) => o.key));
@@ -208,20 +228,22 @@ async function compareByFullKey(
   return out;
 }
 
-/** The full keys (and sizes) of the archive's untrimmed `aws s3 ls` listing. */
-async function untrimmedKeys(store: S3Store, L: PlateLayout): Promise<Map<string, number>> {
+/** What the archive's untrimmed `aws s3 ls` listing says of each full key. */
+type Untrimmed = Map<string, { size: number; listedAt: string }>;
+
+async function untrimmedKeys(store: S3Store, L: PlateLayout): Promise<Untrimmed> {
   const where = `s3://${L.coldBucket}/${L.untrimmedListingKey}`;
   const text = await store.getText(L.coldBucket, L.untrimmedListingKey);
   if (text === undefined)
     throw new VerificationError(
       `missing ${where}: an old-script archive's files are known by full key only from it`,
     );
-  const held = new Map<string, number>();
+  const held: Untrimmed = new Map();
   for (const line of text.split('\n')) {
     if (line.trim() === '') continue;
     try {
-      const { key, size } = parseRawListingLine(line);
-      held.set(key, size);
+      const { key, size, listedAt } = parseRawListingLine(line);
+      held.set(key, { size, listedAt });
     } catch (err) {
       throw new VerificationError(`${where}: ${(err as Error).message}`);
     }

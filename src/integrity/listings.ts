@@ -89,11 +89,27 @@ export function rawListingLine(o: RawListingObject): string {
   return `${time} ${String(o.size).padStart(10, ' ')} ${o.key}\n`;
 }
 
-/** Parses one `aws s3 ls --recursive` line back into its key and size. */
-export function parseRawListingLine(line: string): { key: string; size: number } {
-  const m = /^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d +(\d+) (.*)$/.exec(line);
+/** Parses one `aws s3 ls --recursive` line back into its key, size and (local) time. */
+export function parseRawListingLine(line: string): { key: string; size: number; listedAt: string } {
+  const m = /^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d) +(\d+) (.*)$/.exec(line);
   if (!m) throw new Error(`not an s3 ls line: ${JSON.stringify(line)}`);
-  return { key: m[2]!, size: Number(m[1]) };
+  return { key: m[3]!, size: Number(m[2]), listedAt: m[1]! };
+}
+
+/** Every UTC offset in use is a whole number of quarter hours, from UTC-12 to UTC+14. */
+const TZ_OFFSET_STEP_S = 15 * 60;
+const MAX_TZ_OFFSET_S = 14 * 3600;
+
+/**
+ * Whether an object's Last-Modified is the one its `aws s3 ls` line shows. The line is in the
+ * local time of the machine that listed, unknown here, so equal means "differs by a whole UTC
+ * offset": an object written again after the listing matches only if that happened a whole
+ * number of quarter hours later, to the second.
+ */
+export function sameListedTime(lastModified: Date, listedAt: string): boolean {
+  const listed = Date.parse(`${listedAt.replace(' ', 'T')}Z`) / 1000;
+  const gap = Math.floor(lastModified.getTime() / 1000) - listed;
+  return Number.isFinite(gap) && gap % TZ_OFFSET_STEP_S === 0 && Math.abs(gap) <= MAX_TZ_OFFSET_S;
 }
 
 /** What `md5sum X.tar.gz` prints. */

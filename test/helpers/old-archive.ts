@@ -11,14 +11,40 @@ const put = (client: S3Client, Bucket: string, Key: string, Body: Buffer | strin
   client.send(new PutObjectCommand({ Bucket, Key, Body }));
 
 /**
- * Writes plate `p`'s old-script archive of `objects` (keys under p's four sources; folder
- * markers included, as `aws s3 ls` shows them) into live and cold.
+ * The listing machine's clock is in UTC+05:45 (Nepal): `aws s3 ls` prints local time, and
+ * imgbackup cannot know which zone it was.
+ */
+const LISTED_TZ_OFFSET_MS = (5 * 60 + 45) * 60_000;
+
+/** An `aws s3 ls --recursive` line of an object, as the listing machine printed it. */
+export async function lsLine(client: S3Client, bucket: string, key: string): Promise<string> {
+  const head = await client.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+  const local = new Date(head.LastModified!.getTime() + LISTED_TZ_OFFSET_MS);
+  const time = local.toISOString().slice(0, 19).replace('T', ' ');
+  return `${time} ${String(head.ContentLength).padStart(10, ' ')} ${key}\n`;
+}
+
+/**
+ * Writes plate `p`'s old-script archive of `objects` (keys under p's four sources, already in
+ * live; folder markers included, as `aws s3 ls` shows them) into live and cold. `rewrites`:
+ * keys written again (other bytes) after `aws s3 ls`, before the listings were uploaded, as
+ * during the script's download and tar: the tarballs hold the bytes listed, not these.
  */
 export async function writeOldArchive(
   client: S3Client,
-  o: { live: string; cold: string; work: string; plate: FixturePlate; objects: GroundTruth },
+  o: {
+    live: string;
+    cold: string;
+    work: string;
+    plate: FixturePlate;
+    objects: GroundTruth;
+    rewrites?: GroundTruth;
+  },
 ): Promise<void> {
   const { plate: p, objects } = o;
+  const ls = (await Promise.all([...objects.keys()].map((k) => lsLine(client, o.live, k)))).join(
+    '',
+  );
   const T = `${PROJECT}_${BATCH}_${p.plateId}`;
   const coldKey = (name: string) => `imaging_analysis/${PROJECT}/plates/${T}_${name}`;
   const dir = await mkdtemp(join(o.work, 'old-'));
@@ -54,12 +80,14 @@ export async function writeOldArchive(
       .map(([k, v]) => Buffer.from(`${k.slice('projects/'.length).split(' ')[0]}\t${v.length}\n`))
       .sort(Buffer.compare),
   );
+  if (o.rewrites?.size) {
+    // A Last-Modified in a later second than the one listed (S3's are whole seconds).
+    await new Promise((r) => setTimeout(r, 1100));
+    for (const [k, v] of o.rewrites) await put(client, o.live, k, v);
+  }
   const backup = `projects/${PROJECT}/workspace/backup/${T}`;
   await put(client, o.live, `${backup}_file_listing_s3.txt`, cut);
   await put(client, o.live, `${backup}_file_listing_tar.txt`, cut);
   await put(client, o.live, `${backup}_delete_s3.sh`, 'aws s3 rm --recursive "s3://x/y"\n');
-  const ls = [...objects]
-    .map(([k, v]) => `2017-12-11 09:30:00 ${String(v.length).padStart(10, ' ')} ${k}\n`)
-    .join('');
   await put(client, o.cold, coldKey('file_listing_untrimmed_s3.txt'), ls);
 }

@@ -339,5 +339,58 @@ for (const name of testServerNames()) {
         assert.equal(h?.ETag, undefined, `${k} deleted\n${d.stdout}${d.stderr}`);
       }
     });
+
+    test('an old-script archive: a file written again (same size) while it ran is never deleted', async () => {
+      // The old script uploaded its listings last, hours after `aws s3 ls` and the download:
+      // a file written again meanwhile is older than the listings, yet not what the tarball
+      // holds. Only its time in the untrimmed listing tells. With and without a space in the
+      // plate's paths (the old script's listings differ from imgbackup's only with one).
+      for (const p of [
+        { plateId: 'OLD3', plateIdFull: 'OLD3' },
+        { plateId: 'OLD4', plateIdFull: 'OLD4 Measurement 1' },
+      ]) {
+        const live = await suite.server.newBucket('live');
+        const cold = await suite.server.newBucket('cold');
+        const image = `projects/${PROJECT}/${BATCH}/images/${p.plateIdFull}/r01.tiff`;
+        const objs = new Map<string, Buffer>([
+          [image, Buffer.from('image one\n')],
+          [`projects/${PROJECT}/${BATCH}/images/${p.plateIdFull}/r02.tiff`, Buffer.from('two\n')],
+          [`projects/${PROJECT}/${BATCH}/illum/${p.plateId}/illum.npy`, Buffer.from('illum')],
+          [
+            `projects/${PROJECT}/workspace/backend/${BATCH}/${p.plateId}/${p.plateId}.sqlite`,
+            Buffer.from('sqlite'),
+          ],
+        ]);
+        await uploadAll(suite.client, live, objs);
+        const rewritten = Buffer.from('IMAGE ONE\n');
+        await writeOldArchive(suite.client, {
+          live,
+          cold,
+          work: suite.work,
+          plate: p,
+          objects: objs,
+          rewrites: new Map([[image, rewritten]]),
+        });
+        const dir = await mkdtemp(join(suite.work, 'old-'));
+        const args = plateArgs({ csv: await writePlatesCsv([p], dir), live, cold });
+        const v = await runCli(['verify', ...args], serverEnv(suite.server));
+        assert.equal(v.code, 0, v.stderr + v.stdout);
+        assert.ok(
+          v.stdout.includes(`changed since the archive (never deleted): ${JSON.stringify(image)}`),
+          v.stdout,
+        );
+        const d = await runCli(['delete', '--yes', ...args], serverEnv(suite.server));
+        assert.equal(d.code, 0, d.stderr + d.stdout);
+        assert.match(d.stdout, new RegExp(`${p.plateId}\\s+deleted\\s+3\\b`));
+        assert.deepEqual(await getBytes(suite.client, live, image), rewritten, p.plateIdFull);
+        for (const k of objs.keys()) {
+          if (k === image) continue;
+          const h = await suite.client
+            .send(new HeadObjectCommand({ Bucket: live, Key: k }))
+            .catch(() => undefined);
+          assert.equal(h, undefined, `${k} deleted`);
+        }
+      }
+    });
   });
 }

@@ -30,7 +30,7 @@ import {
   type FixturePlate,
   type GroundTruth,
 } from '../helpers/fixtures.js';
-import { writeOldArchive } from '../helpers/old-archive.js';
+import { lsLine, writeOldArchive } from '../helpers/old-archive.js';
 import { getBytes, keysUnder, snapshot } from '../helpers/s3.js';
 import { testServerNames } from '../helpers/servers.js';
 import { useServer } from '../helpers/suite.js';
@@ -167,10 +167,12 @@ for (const name of testServerNames()) {
       await writeOldArchive(suite.client, { ...b, work: b.dir, plate: m1, objects: inTar });
       // The untrimmed listing names Measurement 2's images (same cut paths, same sizes) where
       // the tarball holds Measurement 1's: only the tarball's members can tell.
-      const lying = [...inTar]
-        .map(([k, v]) => [k.replace(images1, images2), v] as const)
-        .map(([k, v]) => `2017-12-11 09:30:00 ${String(v.length).padStart(10, ' ')} ${k}\n`)
-        .join('');
+      // (Each line as `aws s3 ls` would print it, time included: the listing is the lie.)
+      const lying = (
+        await Promise.all(
+          [...inTar.keys()].map((k) => lsLine(suite.client, b.live, k.replace(images1, images2))),
+        )
+      ).join('');
       await suite.client.send(
         new PutObjectCommand({
           Bucket: b.cold,

@@ -18,7 +18,9 @@ import {
   md5File,
   normalizedListing,
   parseListing,
+  parseRawListingLine,
   rawListingLine,
+  sameListedTime,
   shellQuote,
   type ListingEntry,
 } from '../../src/integrity/listings.js';
@@ -430,5 +432,33 @@ describe('deleteScript', () => {
     });
     assert.deepEqual((await readdir(work)).sort(), ['GLOBBED', 'delete_s3.sh']);
     for (const f of ['PWNED', 'PWNED2', 'PWNED3']) assert.equal(existsSync(join(work, f)), false);
+  });
+});
+
+describe('an object against its `aws s3 ls` line', () => {
+  test('parses key, size and the local time as printed', () => {
+    assert.deepEqual(
+      parseRawListingLine('2026-11-20 10:11:12      12345 projects/P/B/images/p 1/a  b.tif'),
+      { key: 'projects/P/B/images/p 1/a  b.tif', size: 12345, listedAt: '2026-11-20 10:11:12' },
+    );
+    assert.throws(() => parseRawListingLine('PRE projects/'), /not an s3 ls line/);
+  });
+
+  test('the same time in any zone matches: a whole number of quarter hours off UTC', () => {
+    const at = new Date('2026-11-20T10:11:12.000Z');
+    assert.equal(sameListedTime(at, '2026-11-20 10:11:12'), true, 'UTC');
+    assert.equal(sameListedTime(at, '2026-11-20 15:56:12'), true, 'UTC+05:45');
+    assert.equal(sameListedTime(at, '2026-11-21 00:11:12'), true, 'UTC+14');
+    assert.equal(sameListedTime(at, '2026-11-19 22:11:12'), true, 'UTC-12');
+    // Listings print whole seconds; S3 may keep milliseconds.
+    assert.equal(sameListedTime(new Date('2026-11-20T10:11:12.999Z'), '2026-11-20 10:11:12'), true);
+  });
+
+  test('written again after the listing: another second, or beyond any zone', () => {
+    const at = new Date('2026-11-20T10:11:13.000Z');
+    assert.equal(sameListedTime(at, '2026-11-20 10:11:12'), false, 'a second later');
+    assert.equal(sameListedTime(at, '2026-11-20 10:37:12'), false, '26 min and a second');
+    assert.equal(sameListedTime(at, '2026-11-21 00:26:13'), false, 'UTC+14:15 is no zone');
+    assert.equal(sameListedTime(at, 'not a time'), false);
   });
 });
