@@ -361,6 +361,56 @@ for (const name of testServerNames('all')) {
       assert.equal((await getBytes(suite.client, c.live, key)).toString(), 'newer');
     });
 
+    test('members a failed tarball md5 leaves on S3, because they cannot be removed, are named', async () => {
+      const c = await archivedCase(suite, [PLATE_B]);
+      // Without T_file_etags_s3.txt each member is proven by its tarball's md5 alone, and a
+      // `.md5` that is not the backend tarball's fails them all once they are uploaded.
+      await suite.client.send(
+        new DeleteObjectCommand({
+          Bucket: c.live,
+          Key: `projects/2013_Gustafsdottir_PLOSONE/workspace/backup/${tagOf(PLATE_B)}_file_etags_s3.txt`,
+        }),
+      );
+      await suite.client.send(
+        new PutObjectCommand({
+          Bucket: c.cold,
+          Key: `${coldDir}${tagOf(PLATE_B)}_backend.md5`,
+          Body: `${'0'.repeat(32)}  ${tagOf(PLATE_B)}_backend.tar.gz\n`,
+        }),
+      );
+      // A role without s3:DeleteObject: the clean-up's DeleteObjects is refused.
+      const proxy = await startFaultProxy(suite.server.endpoint, {
+        rate: 0,
+        answer: (req) =>
+          req.method === 'POST' && /[?&]delete(=|&|$)/.test(req.url ?? '')
+            ? { status: 403, code: 'AccessDenied', message: 'Access Denied' }
+            : undefined,
+      });
+      try {
+        const r = await c.run('restore', [
+          '--to-s3',
+          '--to-prefix',
+          'copy/',
+          '--json',
+          '--endpoint-url',
+          proxy.endpoint,
+        ]);
+        assert.equal(r.code, 1, r.stderr + r.stdout);
+        const msg = String(plateLines(r.stdout)[0]!.message);
+        const backend = `copy/${sourcePrefixes(PLATE_B)[3]}`;
+        const left = await keysUnder(suite.client, c.live, backend);
+        assert.ok(left.length > 0, `the backend members are still there: ${msg}`);
+        assert.match(
+          msg,
+          new RegExp(
+            `says 0{32}; members checked only by it were not kept, except ${left.length} that could not be removed \\(Access Denied\\), whose bytes are not proven: remove them: "s3://${c.live}/${backend}`,
+          ),
+        );
+      } finally {
+        await proxy.close();
+      }
+    });
+
     test('a link member is refused and nothing is written for it', async () => {
       const c = await archivedCase(suite, [PLATE_B]);
       const T = tagOf(PLATE_B);

@@ -218,6 +218,8 @@ for (const name of testServerNames()) {
         ['collect-deletes', ['--out', join(b.dir, 'delete_s3.sh')]],
         ['delete', ['--yes']],
         ['delete', ['--yes', '--force-unverified']],
+        ['restore', ['--to-s3']],
+        ['restore', ['--to-dir', b.dir]],
       ] as const) {
         const r = await run(cmd, [other], { batch: 'X', extra: [...extra] });
         assert.equal(r.code, 1, `${cmd} ${extra.join(' ')}: ${r.stdout}${r.stderr}`);

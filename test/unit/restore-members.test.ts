@@ -1,11 +1,14 @@
 import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
+import { mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import { memberPath } from '../../src/core/restore/extract.js';
 import { globRegExp, pathFilter } from '../../src/core/restore/glob.js';
 import { candidatePartSizes, MemberHasher } from '../../src/core/restore/member-check.js';
 import { ranges } from '../../src/core/restore/ranged-read.js';
-import { partialName } from '../../src/core/restore/targets.js';
+import { DirTarget, partialName } from '../../src/core/restore/targets.js';
 import { etagOf } from '../../src/integrity/etag.js';
 
 const MiB = 1024 * 1024;
@@ -52,6 +55,36 @@ describe('restore member names', () => {
 
   test('partial files sit beside their final name, hidden', () => {
     assert.equal(partialName('/d/P/B/x.tif'), '/d/P/B/.x.tif.imgbackup-partial');
+  });
+
+  test('a file that appears while its member is restored is never replaced without --overwrite', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'imgbackup-dir-target-'));
+    try {
+      const target = await DirTarget.create(dir);
+      const member = async (overwrite: boolean) => {
+        const w = await target.open('P/x.tif', { size: 3 }, overwrite);
+        await w.write(Buffer.from('new'));
+        await w.finish();
+        return w;
+      };
+      // Checked absent when the member began; another writer puts the file there meanwhile.
+      const w = await member(false);
+      await writeFile(join(dir, 'P/x.tif'), 'theirs');
+      await assert.rejects(w.publish(), {
+        message: `member P/x.tif: ${join(dir, 'P/x.tif')} appeared while it was being restored; left alone and this member not kept: re-run (the same bytes are skipped, other bytes reported)`,
+      });
+      assert.equal(await readFile(join(dir, 'P/x.tif'), 'utf8'), 'theirs');
+      assert.deepEqual(await readdir(join(dir, 'P')), ['x.tif'], 'no temp file left');
+      // With --overwrite it is replaced; with nothing there it is published.
+      await (await member(true)).publish();
+      assert.equal(await readFile(join(dir, 'P/x.tif'), 'utf8'), 'new');
+      await rm(join(dir, 'P/x.tif'));
+      await (await member(false)).publish();
+      assert.equal(await readFile(join(dir, 'P/x.tif'), 'utf8'), 'new');
+      assert.deepEqual(await readdir(join(dir, 'P')), ['x.tif']);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
   });
 });
 

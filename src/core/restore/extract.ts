@@ -9,6 +9,7 @@ import type { TarballLayout } from '../../layout/layout.js';
 import { isAbort, s3ErrorCode, type ArchiveHead, type S3Store } from '../../s3/store.js';
 import type { PathFilter } from './glob.js';
 import { rangedChunks } from './ranged-read.js';
+import { nameSome } from '../sources.js';
 import { MemberHasher, type Expected, type MemberProof } from './member-check.js';
 import { BACKGROUND_MEMBER_MAX, BackgroundPuts } from './member-puts.js';
 import type { MemberWriter, Target } from './targets.js';
@@ -115,22 +116,50 @@ export async function restoreTarball(job: TarballJob): Promise<TarballOutcome> {
     body.destroy();
     await current?.discard();
     await puts.settle(); // their members are in `unproven` before it is cleaned up
-    for (const d of [...deferred, ...unproven]) await d.w.discard();
-    if (err instanceof PlateError || job.store.signal.aborted) throw err;
+    const left = await discardAll(job, [...deferred, ...unproven]);
+    if (job.store.signal.aborted) throw err;
+    if (err instanceof PlateError) throw left ? new PlateError(`${err.message}${left}`) : err;
     throw new PlateError(
-      `${job.tarball.fileName}: not a readable tarball at member ${currentName || '(first)'} (${(err as Error).message}); nothing of that member was written`,
+      `${job.tarball.fileName}: not a readable tarball at member ${currentName || '(first)'} (${(err as Error).message}); nothing of that member was written${left}`,
     );
   }
   const md5 = whole.digest('hex');
   if (md5 !== job.md5) {
-    for (const d of deferred) await d.w.discard();
-    for (const u of unproven) await u.w.discard();
+    const left = await discardAll(job, [...deferred, ...unproven]);
     throw new PlateError(
-      `${job.tarball.fileName}: md5 of the bytes read is ${md5}, ${job.tarball.fileName}.md5 says ${job.md5}; members checked only by it were not kept`,
+      `${job.tarball.fileName}: md5 of the bytes read is ${md5}, ${job.tarball.fileName}.md5 says ${job.md5}; members checked only by it were not kept${left}`,
     );
   }
-  for (const d of deferred) await d.w.publish();
+  for (const [i, d] of deferred.entries()) {
+    try {
+      await writing(job.target.where(d.path), () => d.w.publish());
+    } catch (err) {
+      // Those published are proven; the rest leave no temp file behind.
+      for (const rest of deferred.slice(i)) await rest.w.discard().catch(() => {});
+      throw err;
+    }
+  }
   return out;
+}
+
+/**
+ * Discards every member given, whatever one of them answers, and says which could not be: ''
+ * when all went, else a clause naming them, since their bytes were never proven.
+ */
+async function discardAll(
+  job: TarballJob,
+  members: { path: string; w: MemberWriter }[],
+): Promise<string> {
+  const left: string[] = [];
+  let why = '';
+  for (const m of members) {
+    await m.w.discard().catch((err: unknown) => {
+      left.push(job.target.where(m.path));
+      why ||= errorMessage(err);
+    });
+  }
+  if (left.length === 0) return '';
+  return `, except ${left.length} that could not be removed (${why}), whose bytes are not proven: remove them: ${nameSome(left)}`;
 }
 
 /** A tarball's restore state that each member adds to. */

@@ -13,7 +13,7 @@ import { listingPath, type LayoutOptions, type PlateLayout } from '../../layout/
 import type { Logger } from '../../log/log.js';
 import type { PlateRow } from '../../plates/plates-csv.js';
 import type { ArchiveHead, S3Store } from '../../s3/store.js';
-import { diffListings, LineBag } from '../archive-state.js';
+import { checkOwnership, diffListings, LineBag } from '../archive-state.js';
 import { poolOptions, runPlates, type PlateResult, type RunOptions } from '../pool.js';
 import { NO_GUARD, openGuard, withClaim, type Guard } from '../lifecycle/plate-life.js';
 import { checkBuckets } from '../preflight.js';
@@ -99,6 +99,9 @@ function inBackend(L: PlateLayout, e: ListingEntry): boolean {
 async function prepare(store: S3Store, opts: RestoreOptions, plate: PlateRow): Promise<Prepared> {
   const p = await coldObjects(store, opts.layout, plate, opts.what);
   const { L } = p;
+  // Tags are not unique: another plate's tarballs would restore under this plate's name, and
+  // their listing would prove them complete.
+  await checkOwnership(store, opts.layout, L);
   for (const o of p.objects) {
     if (o.role !== 'etag' && !isReadable(o.state)) throw notReadable(L, o);
   }

@@ -1,6 +1,6 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { lstat, mkdir, open, realpath, rename, rm, type FileHandle } from 'node:fs/promises';
+import { link, lstat, mkdir, open, realpath, rename, rm, type FileHandle } from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
 import { PlateError } from '../../errors.js';
 import { partSizeFor } from '../../integrity/etag.js';
@@ -117,7 +117,11 @@ export class DirTarget implements Target {
     return { size: s.size, same: async (md5) => (await md5OfFile(file)) === md5 };
   }
 
-  async open(path: string): Promise<MemberWriter> {
+  async open(
+    path: string,
+    _expected: Expected | undefined,
+    overwrite: boolean,
+  ): Promise<MemberWriter> {
     const file = await this.inside(path, true);
     const tmp = partialName(file);
     // a partial file left by a killed run is ours to replace; 'wx' never follows a symlink there
@@ -132,7 +136,7 @@ export class DirTarget implements Target {
         await fh!.close();
         fh = undefined;
       },
-      publish: () => rename(tmp, file),
+      publish: () => (overwrite ? rename(tmp, file) : publishNew(tmp, file, path)),
       discard: async () => {
         await fh?.close().catch(() => {});
         fh = undefined;
@@ -140,6 +144,34 @@ export class DirTarget implements Target {
       },
     };
   }
+}
+
+/** Filesystems without hard links answer link() with one of these. */
+const NO_HARD_LINKS = new Set(['EPERM', 'ENOTSUP', 'EOPNOTSUPP', 'EXDEV', 'EMLINK']);
+
+/**
+ * Without --overwrite: the temp file becomes `file` only if nothing is there yet. A file can
+ * appear between the check at the member's start and now (hours, for members waiting for the
+ * tarball's md5); rename would replace it silently, link refuses.
+ */
+async function publishNew(tmp: string, file: string, path: string): Promise<void> {
+  const appeared = async () => {
+    await rm(tmp, { force: true });
+    return new PlateError(
+      `member ${path}: ${file} appeared while it was being restored; left alone and this member not kept: re-run (the same bytes are skipped, other bytes reported)`,
+    );
+  };
+  try {
+    await link(tmp, file);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? '';
+    if (code === 'EEXIST') throw await appeared();
+    if (!NO_HARD_LINKS.has(code)) throw err;
+    // No hard links here: the narrowest check left is one just before the rename.
+    if (await lstat(file).catch(() => undefined)) throw await appeared();
+    return rename(tmp, file);
+  }
+  await rm(tmp, { force: true });
 }
 
 /** A member of at most this size is uploaded as a single PUT (plain-md5 ETag), buffered whole. */
@@ -253,7 +285,9 @@ export class S3Target implements Target {
       },
       discard: async () => {
         if (published) {
-          await this.store.deleteBatch(this.bucket, [{ key: this.key(path) }]);
+          const r = await this.store.deleteBatch(this.bucket, [{ key: this.key(path) }]);
+          const e = r.errors[0];
+          if (e) throw new Error(`${e.code}${e.message ? ` ${e.message}` : ''}`);
           return;
         }
         sink.destroy();
