@@ -383,8 +383,18 @@ async function archivedNow(
   current: ObjectInfo | undefined,
 ): Promise<ObjectInfo | undefined> {
   if (w.versionId === undefined || current?.versionId === w.versionId) return current;
-  return store.head(bucket, w.key, w.versionId).catch((err: unknown) => {
-    // A version id that names a delete marker answers 405: nothing of the archive is there.
+  return headThere(store, bucket, w.key, w.versionId);
+}
+
+/** The object or version, or undefined if it is not there (nothing, or a delete marker). */
+async function headThere(
+  store: S3Store,
+  bucket: string,
+  key: string,
+  versionId: string | undefined,
+): Promise<ObjectInfo | undefined> {
+  return store.head(bucket, key, versionId).catch((err: unknown) => {
+    // A version id that names a delete marker answers 405, not 404: the object is not there.
     if (httpStatus(err) === 405) return undefined;
     throw err;
   });
@@ -472,12 +482,7 @@ async function sendBatch(
 }
 
 async function stillThere(store: S3Store, bucket: string, k: PlanKey): Promise<boolean> {
-  const h = await store.head(bucket, k.key, k.versionId).catch((err: unknown) => {
-    // A version id that names a delete marker answers 405: the object is not there.
-    if (httpStatus(err) === 405) return undefined;
-    throw err;
-  });
-  return h !== undefined;
+  return (await headThere(store, bucket, k.key, k.versionId)) !== undefined;
 }
 
 async function executePlan(

@@ -213,8 +213,9 @@ for (const name of testServerNames()) {
         },
         // The first attempt deletes the keys, and the SDK sees only a reset connection.
         dropAnswer: (req) => attempts[0] === req,
-        // The second finds them gone. AWS answers such a key, conditioned on an ETag it no
-        // longer has, as not matching: what a changed key gets too.
+        // The second finds them gone. AWS may answer such a key, conditioned on an ETag it no
+        // longer has, as not matching (as it answers a changed key) rather than as not found;
+        // the answer is made so here, since neither test server conditions deletes on ETags.
         rewrite: (req) =>
           attempts.indexOf(req) > 0
             ? (xml) =>
