@@ -27,13 +27,15 @@ export async function probeConditionalDelete(
 ): Promise<boolean> {
   const folder = L.verifiedKey.slice(0, L.verifiedKey.lastIndexOf('/') + 1);
   const key = `${folder}.imgbackup-delete-probe-${process.pid}-${randomBytes(6).toString('hex')}`;
+  // With its version id, a store that ignores the ETag removes exactly that version, and so
+  // does the clean-up: no delete marker is left behind on a versioned bucket.
+  let target: { key: string; versionId?: string } = { key };
   try {
-    await store.put(L.bucket, key, 'imgbackup conditional-delete probe\n');
-    const put = await store.head(L.bucket, key);
+    const { versionId } = await store.put(L.bucket, key, 'imgbackup conditional-delete probe\n');
+    if (versionId !== undefined) target = { key, versionId };
+    const put = await store.head(L.bucket, key, versionId);
     if (!put) throw new Error('the probe object is not there right after its PUT');
-    // With its version id, a store that ignores the ETag removes exactly that version: no
-    // delete marker is left behind on a versioned bucket.
-    const target = { key, ...(put.versionId ? { versionId: put.versionId } : {}) };
+    if (put.versionId !== undefined) target = { key, versionId: put.versionId };
     await store.deleteBatch(L.bucket, [{ ...target, etag: WRONG_ETAG }]);
     const survived = (await store.head(L.bucket, key, put.versionId)) !== undefined;
     if (survived) {
@@ -44,7 +46,7 @@ export async function probeConditionalDelete(
     return survived;
   } catch (err) {
     log.warn({ key, err }, 'conditional delete probe failed; taking the store as not honouring it');
-    await store.deleteBatch(L.bucket, [{ key }]).catch(() => {});
+    await store.deleteBatch(L.bucket, [target]).catch(() => {});
     return false;
   }
 }

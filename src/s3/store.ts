@@ -429,20 +429,22 @@ export class S3Store {
   /**
    * A single PUT. `contentMd5` makes S3 refuse bytes that changed on the way (BadDigest). With
    * `ifNoneMatch`, a 412 for an object holding exactly these bytes is success: it is our own
-   * earlier attempt whose response was lost before the SDK retried.
+   * earlier attempt whose response was lost before the SDK retried. Answers the version id the
+   * PUT created on a versioned bucket (unknown after such a retry).
    */
   async put(
     bucket: string,
     key: string,
     body: Buffer | string,
     opts: { contentMd5?: Buffer; ifNoneMatch?: boolean; contentType?: string } = {},
-  ): Promise<void> {
+  ): Promise<{ versionId?: string }> {
     try {
-      await this.putOnce(bucket, key, body, opts);
+      return await this.putOnce(bucket, key, body, opts);
     } catch (err) {
       if (!opts.ifNoneMatch || httpStatus(err) !== 412) throw err;
       const there = await this.getBuffer(bucket, key);
       if (!there || !there.equals(Buffer.isBuffer(body) ? body : Buffer.from(body))) throw err;
+      return {};
     }
   }
 
@@ -451,7 +453,7 @@ export class S3Store {
     key: string,
     body: Buffer | string,
     opts: { contentMd5?: Buffer; ifNoneMatch?: boolean; contentType?: string } = {},
-  ): Promise<void> {
+  ): Promise<{ versionId?: string }> {
     const metadata = this.beforeWrite();
     const cmd = new PutObjectCommand({
       Bucket: bucket,
@@ -463,7 +465,8 @@ export class S3Store {
       ...(opts.contentType ? { ContentType: opts.contentType } : {}),
     });
     if (opts.contentMd5) unsignedPayload(cmd);
-    await this.client.send(cmd, this.opts());
+    const r = await this.client.send(cmd, this.opts());
+    return r.VersionId ? { versionId: r.VersionId } : {};
   }
 
   /**
@@ -554,9 +557,9 @@ export class S3Store {
     uploadId: string,
     parts: { PartNumber: number; ETag: string }[],
     opts: { ifNoneMatch?: boolean } = {},
-  ): Promise<void> {
+  ): Promise<{ versionId?: string }> {
     this.beforeWrite();
-    await this.client.send(
+    const r = await this.client.send(
       new CompleteMultipartUploadCommand({
         Bucket: bucket,
         Key: key,
@@ -566,6 +569,7 @@ export class S3Store {
       }),
       this.opts(),
     );
+    return r.VersionId ? { versionId: r.VersionId } : {};
   }
 
   /** Multipart uploads in progress whose key is exactly `key`. */

@@ -15,12 +15,15 @@ export interface KeyClaim {
   taken: boolean;
 }
 
+/** The command whose run writes the object: what the user re-runs once a conflict is settled. */
+export type Writer = 'archive' | 'restore';
+
 /** Another object holds the key (If-None-Match: * answered 412, and it is not ours). */
 export class KeyTakenError extends PlateError {
   override name = 'KeyTakenError';
-  constructor(bucket: string, key: string, what: string) {
+  constructor(bucket: string, key: string, what: string, writer: Writer = 'archive') {
     super(
-      `s3://${bucket}/${key} was written by someone else during this archive (${what}); left untouched, not removed: check whose it is, remove it if it is not needed, then re-run archive`,
+      `s3://${bucket}/${key} was written by someone else during this ${writer} (${what}); left untouched, not removed: check whose it is, remove it if it is not needed, then re-run ${writer}`,
     );
   }
 }
@@ -34,10 +37,11 @@ async function putOnce(
   md5: Buffer,
   claim: KeyClaim | undefined,
   ifNoneMatch = true,
-): Promise<void> {
+  writer: Writer = 'archive',
+): Promise<{ versionId?: string }> {
   if (claim) claim.sent = true;
   try {
-    await store.put(bucket, key, body, { contentMd5: md5, ifNoneMatch });
+    return await store.put(bucket, key, body, { contentMd5: md5, ifNoneMatch });
   } catch (err) {
     if (httpStatus(err) !== 412) throw err;
     if (claim) claim.taken = true;
@@ -45,6 +49,7 @@ async function putOnce(
       bucket,
       key,
       'the PUT answered 412 and the object there has other bytes',
+      writer,
     );
   }
 }
@@ -78,6 +83,7 @@ class PartUploader {
     private readonly claim: KeyClaim | undefined,
     /** false: replace an existing object (restore --overwrite); else refuse to (412). */
     private readonly ifNoneMatch = true,
+    private readonly writer: Writer = 'archive',
   ) {
     this.parts = store.withSignal(AbortSignal.any([store.signal, this.stop.signal]));
   }
@@ -122,15 +128,17 @@ class PartUploader {
    * NoSuchUpload) is a retried Complete whose first attempt succeeded only if the object there
    * now is ours: our size and multipart ETag (or `md5`, the whole object's, as some stores answer).
    * Otherwise our upload is aborted and KeyTakenError thrown: the object there is someone else's.
+   * Answers the version id of the object made, on a versioned bucket.
    */
-  async complete(md5?: string): Promise<void> {
+  async complete(md5?: string): Promise<{ versionId?: string }> {
     await Promise.all(this.inFlight);
     this.throwIfFailed();
     if (!this.uploadId) throw new Error(`s3://${this.bucket}/${this.key}: no part was uploaded`);
     const id = await this.uploadId;
     if (this.claim) this.claim.sent = true;
+    let made: { versionId?: string };
     try {
-      await this.store.completeMultipart(
+      made = await this.store.completeMultipart(
         this.bucket,
         this.key,
         id,
@@ -153,17 +161,20 @@ class PartUploader {
         const answered = status === 412 ? '412' : 'NoSuchUpload';
         if (!there) {
           throw new PlateError(
-            `s3://${this.bucket}/${this.key}: CompleteMultipartUpload answered ${answered} and no object is there (another writer, or our upload aborted by someone else); re-run archive`,
+            `s3://${this.bucket}/${this.key}: CompleteMultipartUpload answered ${answered} and no object is there (another writer, or our upload aborted by someone else); re-run ${this.writer}`,
           );
         }
         throw new KeyTakenError(
           this.bucket,
           this.key,
           `CompleteMultipartUpload answered ${answered}; the object there has ${there.size} bytes, ETag ${there.etag}, ours ${this.bytes} bytes, ETag ${etag}`,
+          this.writer,
         );
       }
+      made = there.versionId ? { versionId: there.versionId } : {};
     }
     this.uploadId = undefined; // completed: nothing to abort
+    return made;
   }
 
   /** Stops the parts in flight and aborts the upload, unless it was completed. */
@@ -321,6 +332,9 @@ export class MultipartSink extends Writable {
   private readonly claim: KeyClaim | undefined;
   private readonly ifNoneMatch: boolean;
   private readonly wholeMd5: (() => Buffer | undefined) | undefined;
+  private readonly writer: Writer;
+  /** Once finished on a versioned bucket: the version made, so a discard removes it alone. */
+  versionId: string | undefined;
 
   /**
    * `hashedParts`: the md5 of each part already hashed upstream, at this part size, by whoever
@@ -341,11 +355,14 @@ export class MultipartSink extends Writable {
       claim?: KeyClaim;
       ifNoneMatch?: boolean;
       wholeMd5?: () => Buffer | undefined;
+      /** Named in the errors of a conflict, as the command to re-run. */
+      writer?: Writer;
     } = {},
   ) {
     super();
     this.buf = Buffer.allocUnsafe(partSize);
     this.ifNoneMatch = opts.ifNoneMatch ?? true;
+    this.writer = opts.writer ?? 'archive';
     this.parts = new PartUploader(
       store,
       bucket,
@@ -353,6 +370,7 @@ export class MultipartSink extends Writable {
       opts.queueSize ?? UPLOAD_QUEUE_SIZE,
       opts.claim,
       this.ifNoneMatch,
+      this.writer,
     );
     this.hashedParts = opts.hashedParts;
     this.claim = opts.claim;
@@ -392,11 +410,21 @@ export class MultipartSink extends Writable {
     if (this.partNumber === 0) {
       const body = this.buf.subarray(0, this.fill);
       const md5 = this.wholeMd5?.() ?? createHash('md5').update(body).digest();
-      await putOnce(this.store, this.bucket, this.key, body, md5, this.claim, this.ifNoneMatch);
+      const made = await putOnce(
+        this.store,
+        this.bucket,
+        this.key,
+        body,
+        md5,
+        this.claim,
+        this.ifNoneMatch,
+        this.writer,
+      );
+      this.versionId = made.versionId;
       return;
     }
     await this.dispatch();
-    await this.parts.complete();
+    this.versionId = (await this.parts.complete()).versionId;
   }
 
   override _destroy(err: Error | null, done: (err?: Error | null) => void): void {

@@ -7,6 +7,7 @@ import { mkdtemp, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { after, describe, test } from 'node:test';
 import {
+  DeleteObjectCommand,
   ListObjectVersionsCommand,
   PutBucketVersioningCommand,
   PutObjectCommand,
@@ -25,6 +26,7 @@ import {
   writePlatesCsv,
   type FixturePlate,
 } from '../helpers/fixtures.js';
+import { archivedCase, coldDir } from '../helpers/restore.js';
 import { testServerNames } from '../helpers/servers.js';
 import { useServer } from '../helpers/suite.js';
 
@@ -259,6 +261,49 @@ for (const name of testServerNames().filter((n) => n === 'rgw')) {
         )
       ).flat();
       assert.deepEqual(left, [], 'no version and no delete marker left');
+    });
+
+    test('restore --to-s3 into a versioned bucket: members a failed tarball md5 discards leave no version behind', async () => {
+      const c = await archivedCase(suite, [PLATE_B]);
+      const to = await suite.server.newBucket('to');
+      await suite.client.send(
+        new PutBucketVersioningCommand({
+          Bucket: to,
+          VersioningConfiguration: { Status: 'Enabled' },
+        }),
+      );
+      // Without T_file_etags_s3.txt each member is proven by its tarball's md5 alone, and a
+      // `.md5` that is not the backend tarball's fails them all once they are uploaded.
+      await suite.client.send(
+        new DeleteObjectCommand({
+          Bucket: c.live,
+          Key: `projects/${PROJECT}/workspace/backup/${tag(PLATE_B)}_file_etags_s3.txt`,
+        }),
+      );
+      await suite.client.send(
+        new PutObjectCommand({
+          Bucket: c.cold,
+          Key: `${coldDir}${tag(PLATE_B)}_backend.md5`,
+          Body: `${'0'.repeat(32)}  ${tag(PLATE_B)}_backend.tar.gz\n`,
+        }),
+      );
+      const r = await c.run('restore', ['--to-s3', '--to-bucket', to]);
+      assert.equal(r.code, 1, r.stderr + r.stdout);
+      assert.match(r.stdout + r.stderr, /says 0{32}; members checked only by it were not kept/);
+      const backend = sourcePrefixes(PLATE_B)[3]!;
+      assert.deepEqual(
+        await versionsUnder(suite.client, to, backend),
+        [],
+        'no version and no delete marker left',
+      );
+      // The images tarball's members passed: each is there once, as one version.
+      const images = sourcePrefixes(PLATE_B)[0]!;
+      const files = [...c.truth.get(PLATE_B.plateId)!.keys()].filter(
+        (k) => k.startsWith(images) && !k.endsWith('/'),
+      );
+      const kept = await versionsUnder(suite.client, to, images);
+      assert.deepEqual(kept.map((v) => v.split(' ')[0]).sort(), files.sort());
+      assert.ok(kept.every((v) => !v.endsWith(' marker')));
     });
   });
 }

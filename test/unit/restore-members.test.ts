@@ -55,6 +55,15 @@ describe('restore member names', () => {
 
   test('partial files sit beside their final name, hidden', () => {
     assert.equal(partialName('/d/P/B/x.tif'), '/d/P/B/.x.tif.imgbackup-partial');
+    // 236 bytes of name is the most that fits with the dot and the suffix in 255
+    const fits = 'a'.repeat(236);
+    assert.equal(partialName(`/d/${fits}`), `/d/.${fits}.imgbackup-partial`);
+    const long = 'é'.repeat(118) + 'a'; // 237 bytes in UTF-8
+    assert.equal(
+      partialName(`/d/${long}`),
+      '/d/.51687cb624457ec777b708dc9a3d9e337e44f3e92819ab4f3936d3432d101a2f.imgbackup-partial',
+      'its sha-256: sha256sum of the name',
+    );
   });
 
   test('a file that appears while its member is restored is never replaced without --overwrite', async () => {

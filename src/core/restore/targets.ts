@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { link, lstat, mkdir, open, realpath, rename, rm, type FileHandle } from 'node:fs/promises';
-import { dirname, join, sep } from 'node:path';
+import { basename, dirname, join, sep } from 'node:path';
 import { PlateError } from '../../errors.js';
 import { partSizeFor } from '../../integrity/etag.js';
 import type { S3Store } from '../../s3/store.js';
@@ -43,10 +43,21 @@ export interface Target {
 }
 
 const PARTIAL_SUFFIX = '.imgbackup-partial';
+/** Bytes in a file name on the filesystems restores go to (ext4, xfs, tmpfs: NAME_MAX). */
+const NAME_MAX = 255;
 
-/** A file being restored is first written under this name beside its final one. */
+/**
+ * A file being restored is first written under this name beside its final one: the name
+ * itself where it fits, else its sha-256, so a long member name still gets a temp file.
+ */
 export function partialName(file: string): string {
-  return join(dirname(file), `.${file.slice(dirname(file).length + 1)}${PARTIAL_SUFFIX}`);
+  const base = basename(file);
+  const named = `.${base}${PARTIAL_SUFFIX}`;
+  const name =
+    Buffer.byteLength(named) <= NAME_MAX
+      ? named
+      : `.${createHash('sha256').update(base).digest('hex')}${PARTIAL_SUFFIX}`;
+  return join(dirname(file), name);
 }
 
 async function md5OfFile(file: string): Promise<string> {
@@ -248,6 +259,7 @@ export class S3Target implements Target {
     const sink = new MultipartSink(this.store, this.bucket, this.key(path), partSize, {
       ifNoneMatch: !overwrite,
       wholeMd5: () => md5,
+      writer: 'restore',
     });
     let failure: Error | undefined;
     sink.on('error', (err: Error) => (failure ??= err));
@@ -285,7 +297,12 @@ export class S3Target implements Target {
       },
       discard: async () => {
         if (published) {
-          const r = await this.store.deleteBatch(this.bucket, [{ key: this.key(path) }]);
+          // By its version id where the bucket keeps versions: a delete by name would only
+          // hide the unproven bytes under a delete marker, still stored and billed.
+          const { versionId } = sink;
+          const r = await this.store.deleteBatch(this.bucket, [
+            { key: this.key(path), ...(versionId !== undefined ? { versionId } : {}) },
+          ]);
           const e = r.errors[0];
           if (e) throw new Error(`${e.code}${e.message ? ` ${e.message}` : ''}`);
           return;
