@@ -129,6 +129,43 @@ for (const name of testServerNames()) {
       assert.ok((await getBytes(suite.client, c.live, `copy/${WANTED_KEY}`)).equals(WANTED));
     });
 
+    test('a destination that refuses its HEAD fails the plate in its name; the tarball is not then read whole', async () => {
+      const c = await once();
+      const target = `s3://${c.live}/refused/${WANTED_KEY}`;
+      const proxy = await startFaultProxy(suite.server.endpoint, {
+        rate: 0,
+        // A role that may write under refused/ but not read there.
+        answer: (req) =>
+          req.method === 'HEAD' && keyOf(req).startsWith('refused/')
+            ? { status: 403, code: 'AccessDenied', message: 'Access Denied' }
+            : undefined,
+        count: (req) => req.method === 'GET' && keyOf(req) === TARBALL,
+      });
+      try {
+        const r = await c.run('restore', [
+          '--to-s3',
+          '--to-prefix',
+          'refused/',
+          '--include',
+          WANTED_PATH,
+          '--json',
+          '--endpoint-url',
+          proxy.endpoint,
+        ]);
+        assert.equal(r.code, 1, r.stderr + r.stdout);
+        const msg = message(r.stdout);
+        assert.match(
+          msg,
+          new RegExp(`cannot check what is at ${target.replace(/\./g, '\\.')} \\(`),
+        );
+        assert.doesNotMatch(msg, /streamed whole|not a readable tarball|did not read back/);
+        assert.ok(proxy.counted <= WANTED.length + 2 * MiB, `read ${proxy.counted} bytes`);
+        assert.deepEqual(await keysUnder(suite.client, c.live, 'refused/'), []);
+      } finally {
+        await proxy.close();
+      }
+    });
+
     test('a damaged index: verify --deep fails naming it; restore streams whole, bytes right', async () => {
       const c = await once();
       const text = (await getBytes(suite.client, c.live, INDEX)).toString('utf8');

@@ -12,7 +12,7 @@ import { rangedChunks } from './ranged-read.js';
 import { nameSome } from '../sources.js';
 import { MemberHasher, type Expected, type MemberProof } from './member-check.js';
 import { BACKGROUND_MEMBER_MAX, BackgroundPuts } from './member-puts.js';
-import type { MemberWriter, Target } from './targets.js';
+import type { Existing, MemberWriter, Target } from './targets.js';
 
 export interface TarballJob {
   store: S3Store;
@@ -81,7 +81,7 @@ export async function restoreTarball(job: TarballJob): Promise<TarballOutcome> {
   const whole = createHash('md5');
   const deferred: { path: string; w: MemberWriter }[] = [];
   const unproven: { path: string; w: MemberWriter }[] = [];
-  let current: MemberWriter | undefined;
+  let current: { path: string; w: MemberWriter } | undefined;
   let currentName = '';
   const puts = new BackgroundPuts();
   const body = Readable.from(rangedChunks(job.store, job.coldBucket, job.head));
@@ -104,7 +104,7 @@ export async function restoreTarball(job: TarballJob): Promise<TarballOutcome> {
         deferred,
         unproven,
         puts,
-        setCurrent: (w) => (current = w),
+        setCurrent: (m) => (current = m),
       });
       current = undefined;
     }
@@ -114,9 +114,11 @@ export async function restoreTarball(job: TarballJob): Promise<TarballOutcome> {
     await puts.drain();
   } catch (err) {
     body.destroy();
-    await current?.discard();
-    await puts.settle(); // their members are in `unproven` before it is cleaned up
-    const left = await discardAll(job, [...deferred, ...unproven]);
+    // A member still being written or published stops, or lands in `deferred` or `unproven`,
+    // before the clean-up reads them; the same for the small ones uploading in the background.
+    await consume.catch(() => {});
+    await puts.settle();
+    const left = await discardAll(job, [...(current ? [current] : []), ...deferred, ...unproven]);
     if (job.store.signal.aborted) throw err;
     if (err instanceof PlateError) throw left ? new PlateError(`${err.message}${left}`) : err;
     throw new PlateError(
@@ -170,7 +172,8 @@ interface MemberState {
   /** Published on S3 with only the tarball's md5 to prove them: deleted if it fails. */
   unproven: { path: string; w: MemberWriter }[];
   puts: BackgroundPuts;
-  setCurrent: (w: MemberWriter) => void;
+  /** The member being written, until it is published, deferred or discarded. */
+  setCurrent: (m: { path: string; w: MemberWriter } | undefined) => void;
 }
 
 async function member(
@@ -212,7 +215,7 @@ async function member(
     // Not concatenated: the upload copies them into its part buffer anyway.
     return st.puts.add(size, () => putChecked(job, p.path, expected, { chunks, size }, v, st));
   }
-  const there = await job.target.existing(p.path);
+  const there = await destination(job, p.path);
   if (there && !job.overwrite) {
     await drain(hasher);
     const v = hasher.verdict();
@@ -225,7 +228,7 @@ async function member(
   const w = await writing(where, () =>
     job.target.open(p.path, expected ?? { size }, job.overwrite),
   );
-  setCurrent(w);
+  setCurrent({ path: p.path, w });
   for await (const c of entry) {
     hasher.update(c);
     await writing(where, () => w.write(c));
@@ -268,16 +271,16 @@ async function putChecked(
 ): Promise<void> {
   const { out } = st;
   const where = job.target.where(path);
-  const there = await writing(where, () => job.target.existing(path));
+  const there = await destination(job, path);
   const same = async () => there!.size === bytes.size && (await there!.same(v.md5));
   if (there && !job.overwrite) {
-    if (await writing(where, same)) out.skipped += 1;
+    if (await same()) out.skipped += 1;
     else out.conflicts.push(where);
     return;
   }
   // An object replaced now could not be put back if the tarball's md5 then failed.
   if (there && v.proof === 'tarball-md5') {
-    if (await writing(where, same)) out.skipped += 1;
+    if (await same()) out.skipped += 1;
     else out.unprovable.push(where);
     return;
   }
@@ -309,9 +312,35 @@ export async function writing<T>(where: string, fn: () => Promise<T>): Promise<T
     return await fn();
   } catch (err) {
     if (err instanceof PlateError || isAbort(err)) throw err;
-    const e = err as NodeJS.ErrnoException;
-    const why =
-      e.code === 'ENOSPC' ? 'the disk is full' : `${s3ErrorCode(err)}: ${errorMessage(err)}`;
-    throw new PlateError(`cannot write ${where} (${why}); nothing of it is presented as restored`);
+    throw new PlateError(
+      `cannot write ${where} (${destinationTrouble(err)}); nothing of it is presented as restored`,
+    );
   }
+}
+
+/**
+ * What is at a member's destination. Reading it (a HEAD refused, a file that cannot be read
+ * back) fails in the destination's name too: the tarball is fine, and reading it another way
+ * would not help.
+ */
+export async function destination(job: TarballJob, path: string): Promise<Existing | undefined> {
+  const where = job.target.where(path);
+  const look = async <T>(fn: () => Promise<T>): Promise<T> => {
+    try {
+      return await fn();
+    } catch (err) {
+      if (err instanceof PlateError || isAbort(err)) throw err;
+      throw new PlateError(
+        `cannot check what is at ${where} (${destinationTrouble(err)}); nothing of it was written`,
+      );
+    }
+  };
+  const there = await look(() => job.target.existing(path));
+  return there && { size: there.size, same: (md5) => look(() => there.same(md5)) };
+}
+
+function destinationTrouble(err: unknown): string {
+  return (err as NodeJS.ErrnoException).code === 'ENOSPC'
+    ? 'the disk is full'
+    : `${s3ErrorCode(err)}: ${errorMessage(err)}`;
 }

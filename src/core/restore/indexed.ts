@@ -10,7 +10,13 @@ import {
   type TarIndex,
 } from '../../archive/tar-index.js';
 import { isPlainMd5 } from '../../integrity/etag.js';
-import { memberPath, writing, type TarballJob, type TarballOutcome } from './extract.js';
+import {
+  destination,
+  memberPath,
+  writing,
+  type TarballJob,
+  type TarballOutcome,
+} from './extract.js';
 import { MemberHasher } from './member-check.js';
 import { rangedChunks } from './ranged-read.js';
 
@@ -217,7 +223,7 @@ async function oneFile(
 ): Promise<void> {
   const expected = job.expected.get(w.path)!;
   const hasher = new MemberHasher(expected);
-  const there = await job.target.existing(w.path);
+  const there = await destination(job, w.path);
   if (there && !job.overwrite) {
     for await (const c of cursor.chunks(w.e.size)) hasher.update(c);
     const v = hasher.verdict();
