@@ -72,7 +72,11 @@ export interface RestoredRecord {
   excludes: string[];
   tarballs: { key: string; md5: string; read: string }[];
   counts: { written: number; skipped: number; folders: number; bytesWritten: number };
-  /** How many members each proof covered; the member list was compared with the listing. */
+  /**
+   * How many members each proof covered. The member list was compared with the listing: as
+   * read from each tarball streamed whole, or, for one read through its index (`tarballs[].read`
+   * says which), the index's list, against which the tar header of each file read was checked.
+   */
   checks: Record<MemberProof, number> & { tarballMd5: number; memberListEqualsListing: boolean };
 }
 
