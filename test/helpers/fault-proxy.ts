@@ -52,6 +52,11 @@ export interface FaultProxyOptions {
    * passing the answer on: the request landed, the client saw a network error (and retries).
    */
   dropAnswer?: (req: IncomingMessage) => boolean;
+  /**
+   * Forwards matching requests at once but holds the server's answer until the promise settles:
+   * the request has taken effect, and the client does not know it yet.
+   */
+  holdAnswer?: (req: IncomingMessage) => Promise<void> | undefined;
   /** Rewrites the server's answer to matching requests (e.g. a listing page's XML). */
   rewrite?: (req: IncomingMessage) => ((body: string) => string) | undefined;
   /**
@@ -258,44 +263,54 @@ export async function startFaultProxy(
         headers: req.headers, // Host kept as signed by the client
       },
       (upRes) => {
-        if (opts.dropAnswer?.(req)) {
-          state.dropped += 1;
-          upRes.resume();
-          upRes.on('end', () => res.socket?.destroy());
-          return;
-        }
-        if (rewrite) {
-          const chunks: Buffer[] = [];
-          upRes.on('data', (c: Buffer) => chunks.push(c));
-          upRes.on('end', () => {
-            const text = Buffer.from(rewrite(Buffer.concat(chunks).toString('utf8')));
-            const headers = { ...upRes.headers, 'content-length': String(text.length) };
-            delete headers['transfer-encoding'];
-            res.writeHead(upRes.statusCode ?? 502, headers);
-            res.end(text);
-          });
-          return;
-        }
-        res.writeHead(upRes.statusCode ?? 502, { ...upRes.headers, ...extraHeaders });
-        const length = Number(upRes.headers['content-length'] ?? 0);
-        if (fault === 'cut' && length > 1) {
-          injected.cut += 1;
-          let sent = 0;
-          upRes.on('data', (chunk: Buffer) => {
-            const room = Math.floor(length / 2) - sent;
-            if (room > 0) res.write(chunk.subarray(0, room));
-            sent += chunk.length;
-            if (sent >= length / 2) {
-              upRes.destroy();
-              res.socket?.destroy();
-            }
-          });
-          return;
-        }
-        if (opts.count?.(req)) upRes.on('data', (c: Buffer) => (state.counted += c.length));
-        upRes.pipe(res);
+        const held = opts.holdAnswer?.(req);
+        if (held) {
+          upRes.pause();
+          held.then(
+            () => respond(upRes),
+            () => res.socket?.destroy(),
+          );
+        } else respond(upRes);
       },
     );
+    function respond(upRes: IncomingMessage) {
+      if (opts.dropAnswer?.(req)) {
+        state.dropped += 1;
+        upRes.resume();
+        upRes.on('end', () => res.socket?.destroy());
+        return;
+      }
+      if (rewrite) {
+        const chunks: Buffer[] = [];
+        upRes.on('data', (c: Buffer) => chunks.push(c));
+        upRes.on('end', () => {
+          const text = Buffer.from(rewrite(Buffer.concat(chunks).toString('utf8')));
+          const headers = { ...upRes.headers, 'content-length': String(text.length) };
+          delete headers['transfer-encoding'];
+          res.writeHead(upRes.statusCode ?? 502, headers);
+          res.end(text);
+        });
+        return;
+      }
+      res.writeHead(upRes.statusCode ?? 502, { ...upRes.headers, ...extraHeaders });
+      const length = Number(upRes.headers['content-length'] ?? 0);
+      if (fault === 'cut' && length > 1) {
+        injected.cut += 1;
+        let sent = 0;
+        upRes.on('data', (chunk: Buffer) => {
+          const room = Math.floor(length / 2) - sent;
+          if (room > 0) res.write(chunk.subarray(0, room));
+          sent += chunk.length;
+          if (sent >= length / 2) {
+            upRes.destroy();
+            res.socket?.destroy();
+          }
+        });
+        return;
+      }
+      if (opts.count?.(req)) upRes.on('data', (c: Buffer) => (state.counted += c.length));
+      upRes.pipe(res);
+    }
     fwd.on('error', () => res.socket?.destroy());
     // A client that dies mid-request (killed, reset) drops the upstream side too, as a real
     // network would; left open, the server would wait for the rest of the body forever.

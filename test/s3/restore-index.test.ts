@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { describe, test } from 'node:test';
 import type { IncomingMessage } from 'node:http';
 import { DeleteObjectCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { TarScanner } from '../../src/archive/tar-index.js';
 import { runCli, plateArgs, serverEnv } from '../helpers/cli.js';
 import { startFaultProxy } from '../helpers/fault-proxy.js';
 import {
@@ -223,6 +224,92 @@ for (const name of testServerNames()) {
       assert.deepEqual([...tree.keys()], [include]);
       assert.ok(tree.get(include)!.equals(wanted));
       assert.equal(read, 512 + wanted.length); // its ustar header, then its bytes
+    });
+
+    test('a tarball read that fails while a member is being published: that member is removed too', async () => {
+      const c = await once();
+      // big.tiff is sized so its last byte ends a 4 MiB range read of the tarball: the next
+      // range, refused, fails the read while big.tiff's upload is completing. Its tar offset
+      // is found by archiving a plate whose names have the same lengths first.
+      const plate = async (plateId: string, bigSize: number) => {
+        const P: FixturePlate = { plateId, plateIdFull: plateId };
+        const [images, , , backend] = sourcePrefixes(P) as [string, string, string, string];
+        const truth: GroundTruth = new Map([
+          [`${images}big.tiff`, randomBytes(bigSize)],
+          [`${images}zz-after.tiff`, randomBytes(1000)],
+          [`${backend}${plateId}.sqlite`, randomBytes(100)],
+        ]);
+        await uploadAll(suite.client, c.live, truth);
+        assert.equal((await c.run('archive', ['--no-compress'], [P])).code, 0);
+        const tarball = `${coldDir}${tagOf(P)}_images_illum_analysis.tar`;
+        const scan = new TarScanner();
+        scan.push(await getBytes(suite.client, c.cold, tarball));
+        const big = scan.entries.find((e) => e.name.endsWith('/big.tiff'))!;
+        return { P, images, tarball, data: big.data, end: big.data + big.size };
+      };
+      const probe = await plate('idx-brk-a', 20 * MiB);
+      const rangeEnd = Math.ceil(probe.end / (4 * MiB)) * 4 * MiB;
+      const b = await plate('idx-brk-b', rangeEnd - probe.data); // above 16 MiB: multipart
+      assert.equal(b.end, rangeEnd, 'big.tiff ends a range');
+      // Without T_file_etags_s3.txt only the tarball's md5, read at its end, proves a member.
+      await suite.client.send(
+        new DeleteObjectCommand({
+          Bucket: c.live,
+          Key: `projects/${PROJECT}/workspace/backup/${tagOf(b.P)}_file_etags_s3.txt`,
+        }),
+      );
+      // big.tiff's CompleteMultipartUpload takes effect at once; its answer comes 1.5 s later.
+      // The next range's refusal and any AbortMultipartUpload of it wait until it has.
+      let completes = 0;
+      let refused = 0;
+      let completed = () => {};
+      const done = new Promise<void>((r) => (completed = r));
+      const upload = (req: IncomingMessage, method: string) =>
+        req.method === method &&
+        keyOf(req).endsWith(`${b.images}big.tiff`) &&
+        /[?&]uploadId=/.test(req.url ?? '');
+      const next = (req: IncomingMessage) =>
+        req.method === 'GET' &&
+        keyOf(req) === b.tarball &&
+        (req.headers.range ?? '').startsWith(`bytes=${rangeEnd}-`);
+      const proxy = await startFaultProxy(suite.server.endpoint, {
+        rate: 0,
+        // The refusal comes once big.tiff is read whole: a read ahead fails no earlier.
+        onRequest: (req) => (upload(req, 'DELETE') || next(req) ? done : undefined),
+        answer: (req) => {
+          if (!next(req)) return undefined;
+          refused += 1;
+          return { status: 412, code: 'PreconditionFailed', message: 'changed' };
+        },
+        holdAnswer: (req) => {
+          if (!upload(req, 'POST')) return undefined;
+          completes += 1;
+          completed();
+          return new Promise((r) => setTimeout(r, 1500));
+        },
+      });
+      const csv = await writePlatesCsv([b.P], await mkdtemp(join(c.dir, 'break-')));
+      try {
+        const r = await runCli(
+          [
+            'restore',
+            ...plateArgs({ csv, live: c.live, cold: c.cold }),
+            '--to-s3',
+            '--to-prefix',
+            'broken/',
+            '--json',
+          ],
+          { ...serverEnv(suite.server), AWS_ENDPOINT_URL: proxy.endpoint },
+        );
+        assert.equal(r.code, 1, r.stderr + r.stdout);
+        assert.equal(completes, 1, 'big.tiff was completed once');
+        assert.equal(refused, 1, 'the range after it was refused');
+        assert.match(message(r.stdout), /changed while it was read/);
+        const left = await keysUnder(suite.client, c.live, `broken/${b.images}`);
+        assert.deepEqual(left, [], 'an unproven member was left on S3');
+      } finally {
+        await proxy.close();
+      }
     });
   });
 }

@@ -266,7 +266,8 @@ export class S3Target implements Target {
     const done = new Promise<void>((resolve, reject) => {
       sink.on('finish', resolve);
       sink.on('error', reject);
-      sink.on('close', () => (failure ? reject(failure) : resolve()));
+      // Closed without finishing (destroyed): the upload did not complete, whatever is pending.
+      sink.on('close', () => reject(failure ?? new Error('the upload was stopped')));
     });
     done.catch(() => {});
     let published = false;
