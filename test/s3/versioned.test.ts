@@ -1,7 +1,8 @@
 // A live bucket with versioning on: a delete without version ids would only add delete markers
 // and free nothing. Archive must read exactly the version it listed, and delete must remove
-// exactly the archived versions, keeping every version written later. radosgw keeps versions;
-// s3rver does not, so this file runs on radosgw only.
+// exactly the archived versions, keeping every version written later; what a failed restore
+// takes back must go with the versions it made. radosgw keeps versions; s3rver does not, so this
+// file runs on radosgw only.
 import assert from 'node:assert/strict';
 import { mkdtemp, readFile } from 'node:fs/promises';
 import { join } from 'node:path';

@@ -95,6 +95,22 @@ describe('restore member names', () => {
       await rm(dir, { recursive: true, force: true });
     }
   });
+
+  test('a file whose name is too long for the usual temp name beside it is restored too', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'imgbackup-dir-target-'));
+    try {
+      const target = await DirTarget.create(dir);
+      const name = `${'r01c01f01p01-ch1sk1fk1fl1-'.repeat(9)}.tiff`; // 239 bytes: 255 at most
+      const w = await target.open(`P/${name}`, { size: 5 }, false);
+      await w.write(Buffer.from('bytes'));
+      await w.finish();
+      await w.publish();
+      assert.equal(await readFile(join(dir, 'P', name), 'utf8'), 'bytes');
+      assert.deepEqual(await readdir(join(dir, 'P')), [name], 'no temp file left');
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
 });
 
 describe('restore member checks', () => {
