@@ -386,7 +386,7 @@ export class S3Store {
     key: string,
     /** `end`: the last byte wanted (inclusive, as Range counts); without it, to the end. */
     opts: { ifMatch?: string; start?: number; end?: number; versionId?: string } = {},
-  ): Promise<{ body: AsyncIterable<Uint8Array>; encryption?: string }> {
+  ): Promise<{ body: AsyncIterable<Uint8Array>; encryption?: string; versionId?: string }> {
     const range =
       opts.end !== undefined
         ? `bytes=${opts.start ?? 0}-${opts.end}`
@@ -407,15 +407,24 @@ export class S3Store {
     return {
       body: body ?? (async function* () {})(),
       ...(r.ServerSideEncryption ? { encryption: r.ServerSideEncryption } : {}),
+      ...(r.VersionId ? { versionId: r.VersionId } : {}),
     };
   }
 
   async getBuffer(bucket: string, key: string): Promise<Buffer | undefined> {
+    return (await this.getWhole(bucket, key))?.bytes;
+  }
+
+  /** The object's bytes and the version they are (one GET: the two cannot disagree). */
+  private async getWhole(
+    bucket: string,
+    key: string,
+  ): Promise<{ bytes: Buffer; versionId?: string } | undefined> {
     try {
-      const { body } = await this.get(bucket, key);
+      const { body, versionId } = await this.get(bucket, key);
       const chunks: Buffer[] = [];
       for await (const c of body) chunks.push(Buffer.from(c));
-      return Buffer.concat(chunks);
+      return { bytes: Buffer.concat(chunks), ...(versionId ? { versionId } : {}) };
     } catch (err) {
       if (isNotFound(err)) return undefined;
       throw err;
@@ -430,7 +439,7 @@ export class S3Store {
    * A single PUT. `contentMd5` makes S3 refuse bytes that changed on the way (BadDigest). With
    * `ifNoneMatch`, a 412 for an object holding exactly these bytes is success: it is our own
    * earlier attempt whose response was lost before the SDK retried. Answers the version id the
-   * PUT created on a versioned bucket (unknown after such a retry).
+   * PUT created on a versioned bucket (after such a retry, that of the bytes found).
    */
   async put(
     bucket: string,
@@ -442,9 +451,9 @@ export class S3Store {
       return await this.putOnce(bucket, key, body, opts);
     } catch (err) {
       if (!opts.ifNoneMatch || httpStatus(err) !== 412) throw err;
-      const there = await this.getBuffer(bucket, key);
-      if (!there || !there.equals(Buffer.isBuffer(body) ? body : Buffer.from(body))) throw err;
-      return {};
+      const there = await this.getWhole(bucket, key);
+      if (!there?.bytes.equals(Buffer.isBuffer(body) ? body : Buffer.from(body))) throw err;
+      return there.versionId ? { versionId: there.versionId } : {};
     }
   }
 

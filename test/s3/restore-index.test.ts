@@ -263,7 +263,11 @@ for (const name of testServerNames()) {
       let completes = 0;
       let refused = 0;
       let completed = () => {};
-      const done = new Promise<void>((r) => (completed = r));
+      // (released after 20 s in any case, so a regression fails the test instead of hanging it)
+      const done = new Promise<void>((r) => {
+        completed = r;
+        setTimeout(r, 20_000).unref();
+      });
       const upload = (req: IncomingMessage, method: string) =>
         req.method === method &&
         keyOf(req).endsWith(`${b.images}big.tiff`) &&
