@@ -331,7 +331,7 @@ export async function destination(job: TarballJob, path: string): Promise<Existi
     } catch (err) {
       if (err instanceof PlateError || isAbort(err)) throw err;
       throw new PlateError(
-        `cannot check what is at ${where} (${destinationTrouble(err)}); nothing of it was written`,
+        `cannot check what is at ${where} (${destinationTrouble(err)}); nothing of it was written: give this run read access there, then re-run`,
       );
     }
   };
