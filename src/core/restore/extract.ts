@@ -307,15 +307,11 @@ async function putChecked(
  * A failed write (a full disk, a refused upload) is the destination's fault, not the tarball's:
  * say so, naming the destination, rather than calling the tarball unreadable.
  */
-export async function writing<T>(where: string, fn: () => Promise<T>): Promise<T> {
-  try {
-    return await fn();
-  } catch (err) {
-    if (err instanceof PlateError || isAbort(err)) throw err;
-    throw new PlateError(
-      `cannot write ${where} (${destinationTrouble(err)}); nothing of it is presented as restored`,
-    );
-  }
+export function writing<T>(where: string, fn: () => Promise<T>): Promise<T> {
+  return blamingDestination(
+    fn,
+    (why) => `cannot write ${where} (${why}); nothing of it is presented as restored`,
+  );
 }
 
 /**
@@ -325,18 +321,27 @@ export async function writing<T>(where: string, fn: () => Promise<T>): Promise<T
  */
 export async function destination(job: TarballJob, path: string): Promise<Existing | undefined> {
   const where = job.target.where(path);
-  const look = async <T>(fn: () => Promise<T>): Promise<T> => {
-    try {
-      return await fn();
-    } catch (err) {
-      if (err instanceof PlateError || isAbort(err)) throw err;
-      throw new PlateError(
-        `cannot check what is at ${where} (${destinationTrouble(err)}); nothing of it was written: give this run read access there, then re-run`,
-      );
-    }
-  };
+  const look = <T>(fn: () => Promise<T>) =>
+    blamingDestination(
+      fn,
+      (why) =>
+        `cannot check what is at ${where} (${why}); nothing of it was written: give this run read access there, then re-run`,
+    );
   const there = await look(() => job.target.existing(path));
   return there && { size: there.size, same: (md5) => look(() => there.same(md5)) };
+}
+
+/** Runs `fn`; an error that is not already a plate's (or an abort) becomes `message(why)`. */
+async function blamingDestination<T>(
+  fn: () => Promise<T>,
+  message: (why: string) => string,
+): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (err instanceof PlateError || isAbort(err)) throw err;
+    throw new PlateError(message(destinationTrouble(err)));
+  }
 }
 
 function destinationTrouble(err: unknown): string {
